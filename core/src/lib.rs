@@ -1,0 +1,15 @@
+//! Shared foundation of the pipeline.
+//!
+//! - [`model`]: the `users_created` event and the `created_users` row, defined once; Avro,
+//!   Arrow, Spark DDL and CQL schemas derived from them.
+//! - [`config`]: layered configuration (embedded defaults, user file, `PIPELINE__*` env vars)
+//!   with every error reported at once.
+//! - [`telemetry`]: tracing subscriber and Prometheus exporter.
+//! - [`shutdown`]: the cancellation token every long-running `run` function takes.
+
+pub mod config;
+pub mod model;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;
