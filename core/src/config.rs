@@ -27,6 +27,7 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub cassandra: CassandraConfig,
     pub spark: SparkConfig,
+    pub producer: ProducerConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -107,6 +108,62 @@ pub struct SparkConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ProducerConfig {
+    pub source: SourceKind,
+    pub batch_size: usize,
+    pub rate: f64,
+    pub interval_secs: u64,
+    pub metrics_addr: String,
+    pub synthetic_seed: u64,
+    pub randomuser: RandomUserApiConfig,
+    pub kafka: ProducerKafkaConfig,
+}
+
+/// Where the producer's users come from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    RandomUser,
+    Synthetic,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::RandomUser => "randomuser",
+            SourceKind::Synthetic => "synthetic",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomUserApiConfig {
+    pub base_url: String,
+    pub api_version: String,
+    pub nat: String,
+    pub seed: String,
+    pub inc: String,
+    pub exc: String,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub max_body_mib: usize,
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProducerKafkaConfig {
+    pub compression: String,
+    pub linger_ms: u64,
+    pub batch_bytes: u64,
+    pub message_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub log: String,
     pub log_format: LogFormat,
@@ -166,11 +223,11 @@ impl Config {
         self
     }
 
-    /// The defaults alone (tests, tools).
+    /// The embedded defaults alone, without user file or environment (tests, tools).
     pub fn defaults() -> Config {
         // The embedded file is covered by a unit test, so this cannot fail at run time.
         #[allow(clippy::expect_used)]
-        Config::load(None).expect("embedded default config is valid")
+        Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("embedded default config is valid")
     }
 
     /// Cross-field checks; every problem is reported, naming the keys involved.
@@ -291,6 +348,38 @@ impl Config {
         }
         if self.cluster.startup_timeout_secs == 0 {
             errors.push("cluster.startup_timeout_secs must be positive".into());
+        }
+        let p = &self.producer;
+        if p.batch_size == 0 || p.batch_size > 100_000 {
+            errors.push(format!("producer.batch_size must be between 1 and 100000, got {}", p.batch_size));
+        }
+        if !(p.rate >= 0.0 && p.rate.is_finite()) {
+            errors.push(format!("producer.rate must be 0 (unlimited) or a positive number, got {}", p.rate));
+        }
+        if p.interval_secs == 0 {
+            errors.push("producer.interval_secs must be at least 1".into());
+        }
+        if p.metrics_addr.parse::<SocketAddr>().is_err() {
+            errors.push(format!("producer.metrics_addr `{}` is not an IP:port address", p.metrics_addr));
+        }
+        let api = &p.randomuser;
+        if !(api.base_url.starts_with("http://") || api.base_url.starts_with("https://")) {
+            errors.push(format!("producer.randomuser.base_url `{}` must start with http:// or https://", api.base_url));
+        }
+        if api.backoff_base_ms > api.backoff_max_ms {
+            errors.push(format!(
+                "producer.randomuser.backoff_base_ms ({}) exceeds producer.randomuser.backoff_max_ms ({})",
+                api.backoff_base_ms, api.backoff_max_ms
+            ));
+        }
+        if api.max_body_mib == 0 || api.request_timeout_ms == 0 || api.connect_timeout_ms == 0 {
+            errors.push("producer.randomuser: max_body_mib and the timeouts must be positive".into());
+        }
+        if !["none", "gzip", "snappy", "lz4"].contains(&p.kafka.compression.as_str()) {
+            errors.push(format!(
+                "producer.kafka.compression `{}` is not one of none, gzip, snappy, lz4",
+                p.kafka.compression
+            ));
         }
         if let Err(e) = tracing_subscriber_filter_ok(&self.telemetry.log) {
             errors.push(format!("telemetry.log: {e}"));
