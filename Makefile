@@ -1,0 +1,54 @@
+# Entry point of the pipeline. `make help` lists the targets (built from the ## comments).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Relative config paths resolve against this folder; export absolute ones for tests.
+export PIPELINE__CLUSTER__STATE_DIR ?= $(CURDIR)/.state
+export PIPELINE__CLUSTER__ARTIFACTS_DIR ?= $(CURDIR)/.state/artifacts
+export PIPELINE__POSTGRES__PASSWORD_FILE ?= $(PIPELINE__CLUSTER__STATE_DIR)/secrets/postgres.password
+
+CARGO ?= cargo
+PIPELINE := $(CARGO) run --quiet --bin pipeline --
+SERVICE ?=
+
+.PHONY: help deps build up down status logs config-check test test-unit test-integration lint fmt clean-state
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+deps: ## Install what is missing: apt packages (as root), Maven jars, pyspark (cached)
+	@cluster/scripts/deps.sh
+
+build: deps ## Build the workspace (the `pipeline` binary and the tests)
+	$(CARGO) build --workspace --all-targets
+
+up: build ## Start Kafka, registry, PostgreSQL, Cassandra, Spark master/worker/Connect; wait until ready
+	$(PIPELINE) cluster up
+
+down: ## Stop every service `up` started
+	$(PIPELINE) cluster down
+
+status: ## Table of services: pid, ports, health, memory, UI URLs
+	$(PIPELINE) cluster status
+
+logs: ## Last log lines of every service, or of SERVICE=name
+	$(PIPELINE) cluster logs $(SERVICE)
+
+config-check: ## Load every config layer and print all errors at once
+	$(PIPELINE) config check
+
+test: build ## lint + unit + integration tests on the real services (starts the cluster if needed, stops what it started)
+	@cluster/scripts/test.sh
+
+test-unit: ## Unit tests only (no services)
+	$(CARGO) test --workspace --lib --bins
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+clean-state: down ## Stop the services and delete their data and logs (keeps downloaded artifacts)
+	rm -rf $(PIPELINE__CLUSTER__STATE_DIR)/data $(PIPELINE__CLUSTER__STATE_DIR)/logs $(PIPELINE__CLUSTER__STATE_DIR)/run

@@ -1,0 +1,548 @@
+//! `docker-compose.yml` checked against the native launcher, without a Docker engine.
+//!
+//! The compose file is the Docker alternative to `pipeline cluster up`; these tests keep the two
+//! from drifting apart: the same services (by [`Service::name`]), the same host ports
+//! ([`Service::ports`] of the default configuration) bound to 127.0.0.1 only, pinned images, a
+//! healthcheck on every long-running service, `depends_on` that waits for health (or for a
+//! one-shot's success), and the conf files of `conf/services/` mounted read-only from the repo.
+//!
+//! Each check collects its findings as readable strings; the `*_is_detected` tests feed it a
+//! broken copy of the file to prove that the check can fail.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use pipeline_cluster::layout::SERVICE_FILES;
+use pipeline_cluster::Service;
+use pipeline_core::Config;
+use serde_yaml::{Mapping, Value};
+
+/// Compose services that run once and exit (no healthcheck, no published port).
+const ONE_SHOT: &[&str] = &["kafka-init"];
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate lives inside the repository").to_path_buf()
+}
+
+fn compose() -> Value {
+    let path = repo_root().join("docker-compose.yml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()))
+}
+
+fn services(doc: &Value) -> &Mapping {
+    doc.get("services").and_then(Value::as_mapping).expect("docker-compose.yml has a `services` mapping")
+}
+
+fn services_mut(doc: &mut Value) -> &mut Mapping {
+    doc.get_mut("services").and_then(Value::as_mapping_mut).expect("docker-compose.yml has a `services` mapping")
+}
+
+fn service_mut<'a>(doc: &'a mut Value, name: &str) -> &'a mut Mapping {
+    services_mut(doc).get_mut(name).and_then(Value::as_mapping_mut).unwrap_or_else(|| panic!("no service {name}"))
+}
+
+/// (name, definition) of every compose service.
+fn each_service(doc: &Value) -> Vec<(String, &Value)> {
+    services(doc).iter().map(|(k, v)| (k.as_str().unwrap_or("<non-string key>").to_string(), v)).collect()
+}
+
+fn is_one_shot(name: &str) -> bool {
+    ONE_SHOT.contains(&name)
+}
+
+fn assert_clean(what: &str, problems: Vec<String>) {
+    assert!(problems.is_empty(), "docker-compose.yml: {what}:\n  - {}", problems.join("\n  - "));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Checks. Each returns the problems it found; an empty list means the file passes.
+
+fn service_set_problems(doc: &Value) -> Vec<String> {
+    let have: BTreeSet<String> = each_service(doc).into_iter().map(|(name, _)| name).collect();
+    let want: BTreeSet<String> =
+        Service::ALL.iter().map(|s| s.name().to_string()).chain(ONE_SHOT.iter().map(|s| s.to_string())).collect();
+    let mut problems = Vec::new();
+    for missing in want.difference(&have) {
+        problems.push(format!("service `{missing}` is missing"));
+    }
+    for extra in have.difference(&want) {
+        problems.push(format!(
+            "service `{extra}` is neither a launcher service ({}) nor a known one-shot ({})",
+            Service::ALL.map(|s| s.name()).join(", "),
+            ONE_SHOT.join(", ")
+        ));
+    }
+    problems
+}
+
+/// `Some(tag)` of an image reference (`repo[:tag][@digest]`, the registry may carry a port).
+fn image_tag(image: &str) -> Option<&str> {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last_component = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last_component.split_once(':').map(|(_, tag)| tag)
+}
+
+fn image_problems(doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, svc) in each_service(doc) {
+        match svc.get("image").and_then(Value::as_str) {
+            None => problems.push(format!("{name}: no `image`")),
+            Some(image) => match image_tag(image) {
+                None => problems.push(format!("{name}: image `{image}` has no tag")),
+                Some(tag) if tag.is_empty() || tag == "latest" || tag.contains('$') => {
+                    problems.push(format!("{name}: image `{image}` is not pinned to a version"))
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    problems
+}
+
+fn healthcheck_problems(doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, svc) in each_service(doc) {
+        if is_one_shot(&name) {
+            continue;
+        }
+        let Some(hc) = svc.get("healthcheck") else {
+            problems.push(format!("{name}: long-running service without a healthcheck"));
+            continue;
+        };
+        if hc.get("disable").and_then(Value::as_bool) == Some(true) {
+            problems.push(format!("{name}: healthcheck is disabled"));
+        }
+        let test_ok = match hc.get("test") {
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(Value::Sequence(items)) => {
+                let words: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                words.len() == items.len()
+                    && match words.first() {
+                        Some(&"CMD") | Some(&"CMD-SHELL") => {
+                            words.len() >= 2 && words[1..].iter().any(|w| !w.trim().is_empty())
+                        }
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+        if !test_ok {
+            problems.push(format!("{name}: healthcheck has no usable `test` (a string, or [CMD|CMD-SHELL, ...])"));
+        }
+    }
+    problems
+}
+
+fn depends_on_problems(doc: &Value) -> Vec<String> {
+    let names: BTreeSet<String> = each_service(doc).into_iter().map(|(name, _)| name).collect();
+    let mut problems = Vec::new();
+    for (name, svc) in each_service(doc) {
+        let mut targets = BTreeSet::new();
+        match svc.get("depends_on") {
+            None => {}
+            Some(Value::Mapping(deps)) => {
+                for (dep, spec) in deps {
+                    let dep = dep.as_str().unwrap_or("<non-string key>").to_string();
+                    if !names.contains(&dep) {
+                        problems.push(format!("{name}: depends on unknown service `{dep}`"));
+                    }
+                    let condition = spec.get("condition").and_then(Value::as_str);
+                    let expected = if is_one_shot(&dep) { "service_completed_successfully" } else { "service_healthy" };
+                    match condition {
+                        Some(c @ ("service_healthy" | "service_completed_successfully")) if c == expected => {}
+                        Some(c @ ("service_healthy" | "service_completed_successfully")) => problems.push(format!(
+                            "{name}: depends on `{dep}` with condition {c}, expected {expected} for that service"
+                        )),
+                        other => problems.push(format!(
+                            "{name}: depends on `{dep}` with condition {other:?}; use service_healthy or service_completed_successfully"
+                        )),
+                    }
+                    targets.insert(dep);
+                }
+            }
+            Some(Value::Sequence(_)) => problems.push(format!(
+                "{name}: `depends_on` is a plain list, which only waits for the container to start; use the long form with a condition"
+            )),
+            Some(other) => problems.push(format!("{name}: unreadable `depends_on`: {other:?}")),
+        }
+        // The launcher's start order must hold in compose too.
+        if let Ok(service) = name.parse::<Service>() {
+            if let Some(dep) = service.depends_on() {
+                if !targets.contains(dep.name()) {
+                    problems
+                        .push(format!("{name}: the launcher starts it after {dep}, but it does not depend on `{dep}`"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// One published port: host address (if any), host port, container port.
+#[derive(Debug)]
+struct Published {
+    host_ip: Option<String>,
+    host_port: Option<u16>,
+    container_port: Option<u16>,
+}
+
+fn parse_port(entry: &Value) -> Result<Published, String> {
+    let number = |s: &str| {
+        s.parse::<u16>().map_err(|_| format!("`{s}` is not a single port number (ranges are not supported here)"))
+    };
+    match entry {
+        Value::Mapping(_) => {
+            let field = |k: &str| {
+                entry.get(k).and_then(|v| v.as_u64().map(|n| n.to_string()).or(v.as_str().map(str::to_string)))
+            };
+            Ok(Published {
+                host_ip: field("host_ip"),
+                host_port: field("published").as_deref().map(number).transpose()?,
+                container_port: field("target").as_deref().map(number).transpose()?,
+            })
+        }
+        Value::Number(n) => {
+            Ok(Published { host_ip: None, host_port: None, container_port: Some(number(&n.to_string())?) })
+        }
+        Value::String(s) => {
+            let spec = s.split('/').next().unwrap_or(s);
+            if spec.starts_with('[') {
+                return Err(format!("`{s}`: IPv6 host address; only 127.0.0.1 is allowed"));
+            }
+            let parts: Vec<&str> = spec.split(':').collect();
+            match parts.as_slice() {
+                [container] => {
+                    Ok(Published { host_ip: None, host_port: None, container_port: Some(number(container)?) })
+                }
+                [host, container] => Ok(Published {
+                    host_ip: None,
+                    host_port: Some(number(host)?),
+                    container_port: Some(number(container)?),
+                }),
+                [ip, host, container] => Ok(Published {
+                    host_ip: Some(ip.to_string()),
+                    host_port: if host.is_empty() { None } else { Some(number(host)?) },
+                    container_port: Some(number(container)?),
+                }),
+                _ => Err(format!("`{s}`: unreadable port mapping")),
+            }
+        }
+        other => Err(format!("unreadable port mapping {other:?}")),
+    }
+}
+
+fn port_problems(doc: &Value, config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, svc) in each_service(doc) {
+        let entries: Vec<Value> = match svc.get("ports") {
+            None => Vec::new(),
+            Some(Value::Sequence(items)) => items.clone(),
+            Some(other) => {
+                problems.push(format!("{name}: `ports` is not a list: {other:?}"));
+                continue;
+            }
+        };
+        let mut host_ports = Vec::new();
+        for entry in &entries {
+            match parse_port(entry) {
+                Err(e) => problems.push(format!("{name}: {e}")),
+                Ok(p) => {
+                    if p.host_ip.as_deref() != Some("127.0.0.1") {
+                        problems.push(format!("{name}: port {entry:?} is not bound to 127.0.0.1 on the host"));
+                    }
+                    match p.host_port {
+                        None => problems.push(format!("{name}: port {entry:?} has no fixed host port")),
+                        Some(h) => {
+                            host_ports.push(h);
+                            if p.container_port != Some(h) {
+                                problems.push(format!(
+                                    "{name}: host port {h} maps to container port {:?}; the services listen on the launcher's ports inside too",
+                                    p.container_port
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        host_ports.sort_unstable();
+        match name.parse::<Service>() {
+            Ok(service) => {
+                let mut expected = service.ports(config);
+                expected.sort_unstable();
+                if host_ports != expected {
+                    problems.push(format!(
+                        "{name}: publishes host ports {host_ports:?}, the launcher's Service::ports says {expected:?}"
+                    ));
+                }
+            }
+            Err(_) if !host_ports.is_empty() => {
+                problems.push(format!("{name}: one-shot service publishes ports {host_ports:?}"));
+            }
+            Err(_) => {}
+        }
+    }
+    problems
+}
+
+/// One mount: source, target, read-only.
+#[derive(Debug)]
+struct Mount {
+    source: String,
+    target: String,
+    read_only: bool,
+}
+
+fn parse_volume(entry: &Value) -> Result<Mount, String> {
+    match entry {
+        Value::String(s) => {
+            // SOURCE:TARGET[:MODE]; the source may contain ':' (`${VAR:-default}`), so split from the right.
+            let mut parts: Vec<&str> = s.split(':').collect();
+            let is_mode = |m: &str| {
+                !m.is_empty()
+                    && m.split(',').all(|o| {
+                        matches!(o, "ro" | "rw" | "z" | "Z" | "cached" | "delegated" | "consistent" | "nocopy")
+                    })
+            };
+            let mode = if parts.len() >= 3 && parts.last().is_some_and(|m| is_mode(m)) { parts.pop() } else { None };
+            let target = parts.pop().ok_or_else(|| format!("`{s}`: no target"))?;
+            let source = parts.join(":");
+            Ok(Mount {
+                source,
+                target: target.to_string(),
+                read_only: mode.is_some_and(|m| m.split(',').any(|o| o == "ro")),
+            })
+        }
+        Value::Mapping(_) => Ok(Mount {
+            source: entry.get("source").and_then(Value::as_str).unwrap_or_default().to_string(),
+            target: entry.get("target").and_then(Value::as_str).unwrap_or_default().to_string(),
+            read_only: entry.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+        }),
+        other => Err(format!("unreadable volume entry {other:?}")),
+    }
+}
+
+fn mounts(doc: &Value) -> Vec<(String, Result<Mount, String>)> {
+    let mut out = Vec::new();
+    for (name, svc) in each_service(doc) {
+        if let Some(Value::Sequence(items)) = svc.get("volumes") {
+            out.extend(items.iter().map(|v| (name.clone(), parse_volume(v))));
+        }
+    }
+    out
+}
+
+/// `./conf/x` or `conf/x` relative to the repository root.
+fn conf_path(source: &str) -> Option<&str> {
+    let rel = source.strip_prefix("./").unwrap_or(source);
+    rel.starts_with("conf/").then_some(rel)
+}
+
+fn mount_problems(doc: &Value, root: &Path) -> Vec<String> {
+    let declared: BTreeSet<String> = doc
+        .get("volumes")
+        .and_then(Value::as_mapping)
+        .map(|m| m.keys().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut problems = Vec::new();
+    let mut mounted_conf = BTreeSet::new();
+    for (name, mount) in mounts(doc) {
+        let m = match mount {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if m.target.is_empty() {
+            problems.push(format!("{name}: a mount of `{}` has no target", m.source));
+        }
+        if let Some(rel) = conf_path(&m.source) {
+            if !root.join(rel).exists() {
+                problems.push(format!("{name}: mounts `{}`, which does not exist in the repository", m.source));
+            }
+            if !m.read_only {
+                problems.push(format!("{name}: `{}` is mounted writable; conf files are mounted read-only", m.source));
+            }
+            mounted_conf.insert(rel.to_string());
+        } else if !m.source.is_empty() && !m.source.starts_with(['.', '/', '~', '$']) && !declared.contains(&m.source) {
+            problems.push(format!("{name}: named volume `{}` is not declared under the top-level `volumes`", m.source));
+        }
+    }
+    // The launcher's service files are the single source of truth: compose must use every one.
+    for (file, _) in SERVICE_FILES {
+        let rel = format!("conf/services/{file}");
+        if !mounted_conf.contains(&rel) {
+            problems.push(format!("`./{rel}` (a launcher service file) is not mounted by any service"));
+        }
+    }
+    problems
+}
+
+/// Every word (topic names, flags, numbers) of a service's `command`.
+fn command_words(svc: &Value) -> Vec<String> {
+    let text = match svc.get("command") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Sequence(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+        _ => String::new(),
+    };
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// The checks on the real file.
+
+#[test]
+fn compose_has_the_launcher_services_and_the_topic_init() {
+    assert_clean("services", service_set_problems(&compose()));
+}
+
+#[test]
+fn compose_images_are_pinned() {
+    assert_clean("images", image_problems(&compose()));
+}
+
+#[test]
+fn compose_long_running_services_have_healthchecks() {
+    assert_clean("healthchecks", healthcheck_problems(&compose()));
+}
+
+#[test]
+fn compose_depends_on_waits_for_health_or_success() {
+    assert_clean("depends_on", depends_on_problems(&compose()));
+}
+
+#[test]
+fn compose_host_ports_are_the_launcher_ports_on_loopback() {
+    assert_clean("ports", port_problems(&compose(), &Config::defaults()));
+}
+
+#[test]
+fn compose_mounts_the_repository_conf_files_read_only() {
+    assert_clean("mounts", mount_problems(&compose(), &repo_root()));
+}
+
+#[test]
+fn compose_kafka_init_creates_the_configured_topics() {
+    let doc = compose();
+    let config = Config::defaults();
+    let init = services(&doc).get("kafka-init").expect("kafka-init service");
+    let words = command_words(init);
+    for topic in [&config.kafka.topic, &config.kafka.dead_letter_topic] {
+        assert!(
+            words.iter().any(|w| w == topic),
+            "kafka-init does not create topic `{topic}`; its command words: {words:?}"
+        );
+    }
+    let partitions = config.kafka.partitions.to_string();
+    let creates = words.iter().filter(|w| *w == "--create").count();
+    let with_partitions = words.windows(2).filter(|w| w[0] == "--partitions" && w[1] == partitions).count();
+    assert!(
+        creates >= 2 && with_partitions == creates,
+        "every topic must be created with --partitions {partitions}: {words:?}"
+    );
+}
+
+#[test]
+fn compose_postgres_password_comes_from_the_environment() {
+    let doc = compose();
+    let config = Config::defaults();
+    let env = services(&doc).get("postgres").and_then(|s| s.get("environment")).expect("postgres has an environment");
+    let get = |key: &str| -> Option<String> {
+        match env {
+            Value::Mapping(m) => m.get(key).and_then(|v| v.as_str().map(str::to_string)),
+            Value::Sequence(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.to_string())),
+            _ => None,
+        }
+    };
+    assert_eq!(get("POSTGRES_USER").as_deref(), Some(config.postgres.user.as_str()));
+    assert_eq!(get("POSTGRES_DB").as_deref(), Some(config.postgres.database.as_str()));
+    let password = get("POSTGRES_PASSWORD").expect("POSTGRES_PASSWORD is set");
+    assert!(
+        password.starts_with("${") && password.contains(":?") && password.ends_with('}'),
+        "POSTGRES_PASSWORD must be a required variable (`${{NAME:?message}}`), never a committed value: {password}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// The checks can fail: each is fed a broken copy of the real file.
+
+#[test]
+fn a_port_that_differs_from_the_launcher_is_detected() {
+    let config = Config::defaults();
+    let mut doc = compose();
+    let ports = service_mut(&mut doc, "kafka").get_mut("ports").and_then(Value::as_sequence_mut).expect("kafka ports");
+    ports.retain(|p| p.as_str() != Some("127.0.0.1:9093:9093"));
+    ports.push(Value::from("127.0.0.1:9094:9094"));
+    let problems = port_problems(&doc, &config);
+    assert!(problems.iter().any(|p| p.starts_with("kafka:") && p.contains("Service::ports")), "{problems:?}");
+
+    let mut doc = compose();
+    service_mut(&mut doc, "postgres").insert("ports".into(), Value::Sequence(vec![Value::from("5432:5432")]));
+    let problems = port_problems(&doc, &config);
+    assert!(problems.iter().any(|p| p.contains("not bound to 127.0.0.1")), "{problems:?}");
+
+    let mut doc = compose();
+    service_mut(&mut doc, "registry").insert("ports".into(), Value::Sequence(vec![Value::from("127.0.0.1:8081:8080")]));
+    let problems = port_problems(&doc, &config);
+    assert!(problems.iter().any(|p| p.contains("maps to container port")), "{problems:?}");
+}
+
+#[test]
+fn an_unpinned_image_is_detected() {
+    for image in ["postgres:latest", "postgres", "registry.local:5000/postgres"] {
+        let mut doc = compose();
+        service_mut(&mut doc, "postgres").insert("image".into(), Value::from(image));
+        let problems = image_problems(&doc);
+        assert!(problems.iter().any(|p| p.starts_with("postgres:")), "{image}: {problems:?}");
+    }
+    assert_eq!(image_tag("registry.local:5000/postgres:15.18@sha256:abc"), Some("15.18"));
+}
+
+#[test]
+fn a_missing_healthcheck_or_service_is_detected() {
+    let mut doc = compose();
+    service_mut(&mut doc, "kafka").remove("healthcheck");
+    assert!(healthcheck_problems(&doc).iter().any(|p| p.starts_with("kafka:")));
+
+    let mut doc = compose();
+    services_mut(&mut doc).remove("spark-connect");
+    assert!(service_set_problems(&doc).iter().any(|p| p.contains("spark-connect")));
+}
+
+#[test]
+fn a_depends_on_without_health_condition_is_detected() {
+    let mut doc = compose();
+    service_mut(&mut doc, "spark-worker")
+        .insert("depends_on".into(), Value::Sequence(vec![Value::from("spark-master")]));
+    assert!(depends_on_problems(&doc).iter().any(|p| p.starts_with("spark-worker:")));
+
+    let mut doc = compose();
+    service_mut(&mut doc, "spark-connect").remove("depends_on");
+    assert!(depends_on_problems(&doc).iter().any(|p| p.contains("the launcher starts it after")));
+}
+
+#[test]
+fn a_missing_or_writable_conf_mount_is_detected() {
+    let root = repo_root();
+    let mut doc = compose();
+    let volumes =
+        service_mut(&mut doc, "kafka").get_mut("volumes").and_then(Value::as_sequence_mut).expect("kafka volumes");
+    volumes.push(Value::from("./conf/services/kafka/no-such-file.properties:/etc/x:ro"));
+    volumes.push(Value::from("./conf/services/kafka/server.properties:/etc/y"));
+    let problems = mount_problems(&doc, &root);
+    assert!(problems.iter().any(|p| p.contains("does not exist")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("mounted writable")), "{problems:?}");
+
+    let mut doc = compose();
+    service_mut(&mut doc, "cassandra").remove("volumes");
+    let problems = mount_problems(&doc, &root);
+    assert!(problems.iter().any(|p| p.contains("cassandra/cassandra.yaml")), "{problems:?}");
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the foundation against the real services started by `pipeline cluster up`.
+//! A service that is down makes its test fail; nothing is skipped.
+
+mod clients;
+mod compose;
+mod lifecycle;
+mod spark;
+mod utils;
