@@ -9,7 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-use crate::utils::{cassandra, config, unique};
+use pipeline_testkit::{cassandra, config, unique};
 
 #[tokio::test]
 async fn kafka_produce_and_consume_roundtrip() {

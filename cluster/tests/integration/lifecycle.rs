@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use pipeline_cluster::{Cluster, ClusterError, Outcome, Service};
 use pipeline_core::Config;
 
-use crate::utils::{config, unique};
+use pipeline_testkit::{config, unique};
 
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind").local_addr().expect("addr").port()

@@ -5,4 +5,3 @@ mod clients;
 mod compose;
 mod lifecycle;
 mod spark;
-mod utils;

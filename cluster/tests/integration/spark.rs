@@ -9,7 +9,7 @@ use spark_connect_rs::spark::write_operation::SaveMode;
 use spark_connect_rs::streaming::{OutputMode, Trigger};
 use spark_connect_rs::{SparkSession, SparkSessionBuilder};
 
-use crate::utils::{cassandra, config, eventually, unique};
+use pipeline_testkit::{cassandra, config, eventually, unique};
 
 async fn session() -> SparkSession {
     let cfg = config();

@@ -1,0 +1,125 @@
+//! Helpers for the integration tests of every crate. Tests talk to the real services started
+//! by `pipeline cluster up`; a service that is down makes the test fail, never skip.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pipeline_core::Config;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// The effective configuration (defaults + env), relative paths resolved at the workspace root.
+pub fn config() -> Config {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    Config::load(None).expect("valid configuration").rebase(root)
+}
+
+/// A name no other test (or earlier run) uses: topics, keyspaces, tables, subjects.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..12])
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A Cassandra session on the configured contact points.
+pub async fn cassandra(config: &Config) -> scylla::client::session::Session {
+    scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&config.cassandra.contact_points)
+        .build()
+        .await
+        .expect("Cassandra must be up (pipeline cluster up)")
+}
+
+/// Creates a topic (already existing is fine).
+pub async fn create_topic(config: &Config, topic: &str, partitions: i32) {
+    pipeline_cluster::service::create_topics(&config.kafka.bootstrap_servers, &[topic], partitions)
+        .await
+        .expect("Kafka must be up (pipeline cluster up)");
+}
+
+/// One consumed Kafka record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Every record of a topic from the beginning up to the high watermarks taken now.
+pub async fn read_topic(config: &Config, topic: &str) -> Vec<Record> {
+    let bootstrap = config.kafka.bootstrap_servers.clone();
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || read_topic_blocking(&bootstrap, &topic)).await.expect("join")
+}
+
+fn read_topic_blocking(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("testkit"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0_i64;
+    let mut ends = std::collections::HashMap::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).expect("watermarks");
+        assignment.add_partition_offset(topic, *p, Offset::Offset(low)).expect("assign");
+        remaining += high - low;
+        ends.insert(*p, high);
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut out = Vec::with_capacity(remaining as usize);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < remaining {
+        assert!(Instant::now() < deadline, "read {} of {remaining} records of {topic} within 60 s", out.len());
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) if m.offset() < ends[&m.partition()] => out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+                    .unwrap_or_default(),
+            }),
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => panic!("consuming {topic}: {e}"),
+        }
+    }
+    out
+}
