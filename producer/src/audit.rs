@@ -1,0 +1,261 @@
+//! PostgreSQL audit store and transactional outbox.
+//!
+//! Every accepted user is written to `audit.users_raw` (raw payload without credentials, the
+//! framed Kafka value, fetch time) *before* it is published; delivery reports then mark rows
+//! published with their partition and offset. Rows still unpublished after a crash are found
+//! by [`AuditStore::unpublished`] and published first on the next start. Rejected records go to
+//! `audit.rejected` with their reason.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pipeline_core::config::PostgresConfig;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+/// Ordered, idempotent migrations; applied under an advisory lock, each once.
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
+    CREATE SCHEMA IF NOT EXISTS audit;
+    CREATE TABLE IF NOT EXISTS audit.users_raw (
+        seq             bigserial PRIMARY KEY,
+        user_id         uuid        NOT NULL UNIQUE,
+        source          text        NOT NULL,
+        payload         jsonb       NOT NULL,
+        kafka_key       text        NOT NULL,
+        kafka_value     bytea       NOT NULL,
+        schema_id       integer     NOT NULL,
+        fetched_at      timestamptz NOT NULL,
+        audited_at      timestamptz NOT NULL DEFAULT now(),
+        published_at    timestamptz,
+        kafka_partition integer,
+        kafka_offset    bigint
+    );
+    CREATE INDEX IF NOT EXISTS users_raw_unpublished ON audit.users_raw (seq) WHERE published_at IS NULL;
+    CREATE TABLE IF NOT EXISTS audit.rejected (
+        seq         bigserial PRIMARY KEY,
+        source      text        NOT NULL,
+        reason      text        NOT NULL,
+        payload     text        NOT NULL,
+        fetched_at  timestamptz NOT NULL,
+        rejected_at timestamptz NOT NULL DEFAULT now()
+    );
+    "#,
+    ),
+    (
+        2,
+        r#"
+    -- The outbox row knows its destination, so recovery publishes each row to its own topic.
+    ALTER TABLE audit.users_raw ADD COLUMN IF NOT EXISTS topic text NOT NULL DEFAULT 'users_created';
+    ALTER TABLE audit.users_raw ALTER COLUMN topic DROP DEFAULT;
+    DROP INDEX IF EXISTS audit.users_raw_unpublished;
+    CREATE INDEX IF NOT EXISTS users_raw_unpublished ON audit.users_raw (topic, seq) WHERE published_at IS NULL;
+    "#,
+    ),
+];
+
+/// Arbitrary constant for `pg_advisory_xact_lock`: serialises concurrent migrators.
+const MIGRATION_LOCK: i64 = 0x7573_6572_735f_6d69;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot connect to PostgreSQL at {host}:{port} as {user}: {source} (is it running? `pipeline cluster up postgres`)")]
+    Connect { host: String, port: u16, user: String, source: tokio_postgres::Error },
+    #[error("cannot read the PostgreSQL password from {path}: {source} (`pipeline cluster up` writes it)")]
+    Password { path: String, source: std::io::Error },
+    #[error("PostgreSQL {what} failed: {source}")]
+    Query { what: &'static str, source: tokio_postgres::Error },
+}
+
+/// One user to audit: what goes to Kafka and what is kept for the audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub user_id: Uuid,
+    pub source: &'static str,
+    pub payload: serde_json::Value,
+    pub kafka_value: Vec<u8>,
+    pub schema_id: u32,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// An audited, not yet published outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub key: String,
+    pub value: Vec<u8>,
+    pub source: String,
+}
+
+/// Where a row landed in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub seq: i64,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Connection to the audit database.
+pub struct AuditStore {
+    client: Client,
+}
+
+fn query_err(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuditError {
+    move |source| AuditError::Query { what, source }
+}
+
+impl AuditStore {
+    /// Connects with the pipeline role and applies pending migrations.
+    pub async fn connect(config: &PostgresConfig) -> Result<AuditStore, AuditError> {
+        let password = config
+            .password()
+            .map_err(|source| AuditError::Password { path: config.password_file.display().to_string(), source })?;
+        let (client, connection) = tokio_postgres::Config::new()
+            .host(&config.host)
+            .port(config.port)
+            .user(&config.user)
+            .password(password)
+            .dbname(&config.database)
+            .application_name("pipeline-producer")
+            .connect_timeout(Duration::from_secs(5))
+            .connect(NoTls)
+            .await
+            .map_err(|source| AuditError::Connect {
+                host: config.host.clone(),
+                port: config.port,
+                user: config.user.clone(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!("PostgreSQL connection closed: {e}");
+            }
+        });
+        let mut store = AuditStore { client };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&mut self) -> Result<(), AuditError> {
+        let tx = self.client.transaction().await.map_err(query_err("begin migration"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(query_err("migration lock"))?;
+        tx.batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS audit; \
+             CREATE TABLE IF NOT EXISTS audit.schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(query_err("migration bookkeeping"))?;
+        for (version, sql) in MIGRATIONS {
+            let done = tx
+                .query_opt("SELECT 1 FROM audit.schema_migrations WHERE version = $1", &[version])
+                .await
+                .map_err(query_err("migration check"))?
+                .is_some();
+            if !done {
+                tx.batch_execute(sql).await.map_err(query_err("migration"))?;
+                tx.execute("INSERT INTO audit.schema_migrations (version) VALUES ($1)", &[version])
+                    .await
+                    .map_err(query_err("migration record"))?;
+                tracing::info!(version, "applied audit migration");
+            }
+        }
+        tx.commit().await.map_err(query_err("commit migration"))
+    }
+
+    /// Audits a batch bound for `topic` in one statement. Users already audited (same id) are
+    /// skipped; returns the outbox rows actually inserted, in order.
+    pub async fn insert(&self, topic: &str, records: &[AuditRecord]) -> Result<Vec<OutboxRow>, AuditError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = records.iter().map(|r| r.user_id).collect();
+        let sources: Vec<&str> = records.iter().map(|r| r.source).collect();
+        let payloads: Vec<&serde_json::Value> = records.iter().map(|r| &r.payload).collect();
+        let keys: Vec<String> = records.iter().map(|r| r.user_id.to_string()).collect();
+        let values: Vec<&[u8]> = records.iter().map(|r| r.kafka_value.as_slice()).collect();
+        let schema_ids: Vec<i32> = records.iter().map(|r| r.schema_id as i32).collect();
+        let fetched: Vec<DateTime<Utc>> = records.iter().map(|r| r.fetched_at).collect();
+        let rows = self
+            .client
+            .query(
+                "INSERT INTO audit.users_raw (user_id, source, payload, kafka_key, kafka_value, schema_id, fetched_at, topic) \
+                 SELECT *, $8 FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::bytea[], $6::int[], $7::timestamptz[]) \
+                 ON CONFLICT (user_id) DO NOTHING \
+                 RETURNING seq, kafka_key, kafka_value, source",
+                &[&ids, &sources, &payloads, &keys, &values, &schema_ids, &fetched, &topic],
+            )
+            .await
+            .map_err(query_err("audit insert"))?;
+        let mut out: Vec<OutboxRow> = rows
+            .iter()
+            .map(|r| OutboxRow { seq: r.get(0), key: r.get(1), value: r.get(2), source: r.get(3) })
+            .collect();
+        out.sort_by_key(|r| r.seq);
+        Ok(out)
+    }
+
+    /// Records rejected input with its reason.
+    pub async fn reject(
+        &self,
+        source: &str,
+        rejected: &[(String, String)],
+        fetched_at: DateTime<Utc>,
+    ) -> Result<(), AuditError> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let reasons: Vec<&str> = rejected.iter().map(|(r, _)| r.as_str()).collect();
+        let payloads: Vec<&str> = rejected.iter().map(|(_, p)| p.as_str()).collect();
+        self.client
+            .execute(
+                "INSERT INTO audit.rejected (source, reason, payload, fetched_at) \
+                 SELECT $1, reason, payload, $4 FROM UNNEST($2::text[], $3::text[]) AS t(reason, payload)",
+                &[&source, &reasons, &payloads, &fetched_at],
+            )
+            .await
+            .map_err(query_err("audit reject"))?;
+        Ok(())
+    }
+
+    /// Marks delivered rows published, with where they landed.
+    pub async fn mark_published(&self, published: &[Published]) -> Result<(), AuditError> {
+        if published.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<i64> = published.iter().map(|p| p.seq).collect();
+        let partitions: Vec<i32> = published.iter().map(|p| p.partition).collect();
+        let offsets: Vec<i64> = published.iter().map(|p| p.offset).collect();
+        self.client
+            .execute(
+                "UPDATE audit.users_raw AS u SET published_at = now(), kafka_partition = d.p, kafka_offset = d.o \
+                 FROM UNNEST($1::bigint[], $2::int[], $3::bigint[]) AS d(seq, p, o) WHERE u.seq = d.seq",
+                &[&seqs, &partitions, &offsets],
+            )
+            .await
+            .map_err(query_err("mark published"))?;
+        Ok(())
+    }
+
+    /// The oldest audited rows bound for `topic` not yet published (the outbox backlog).
+    pub async fn unpublished(&self, topic: &str, after_seq: i64, limit: i64) -> Result<Vec<OutboxRow>, AuditError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, kafka_key, kafka_value, source FROM audit.users_raw \
+                 WHERE published_at IS NULL AND topic = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&topic, &after_seq, &limit],
+            )
+            .await
+            .map_err(query_err("outbox scan"))?;
+        Ok(rows.iter().map(|r| OutboxRow { seq: r.get(0), key: r.get(1), value: r.get(2), source: r.get(3) }).collect())
+    }
+
+    /// Direct access for reconciliation and tests.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
