@@ -28,6 +28,8 @@ pub struct Config {
     pub cassandra: CassandraConfig,
     pub spark: SparkConfig,
     pub producer: ProducerConfig,
+    pub job: JobConfig,
+    pub local: LocalConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -164,6 +166,45 @@ pub struct ProducerKafkaConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub query_name: String,
+    pub dead_letter_query_name: String,
+    pub checkpoint_dir: PathBuf,
+    pub starting_offsets: String,
+    pub max_offsets_per_trigger: u64,
+    pub fail_on_data_loss: bool,
+    pub trigger_interval: String,
+    pub spark_kafka_bootstrap_servers: String,
+    pub session_id: String,
+}
+
+impl JobConfig {
+    /// The bootstrap servers Spark's executors use.
+    pub fn kafka_bootstrap<'a>(&'a self, kafka: &'a KafkaConfig) -> &'a str {
+        if self.spark_kafka_bootstrap_servers.is_empty() {
+            &kafka.bootstrap_servers
+        } else {
+            &self.spark_kafka_bootstrap_servers
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    pub group_id: String,
+    pub batch_size: usize,
+    pub batch_timeout_ms: u64,
+    pub max_in_flight: usize,
+    pub retry_backoff_base_ms: u64,
+    pub retry_backoff_max_ms: u64,
+    pub request_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub metrics_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub log: String,
     pub log_format: LogFormat,
@@ -217,7 +258,12 @@ impl Config {
     /// Resolves the relative paths of the configuration against `root` (tests and tools that
     /// run from another directory than the project root).
     pub fn rebase(mut self, root: &Path) -> Config {
-        for path in [&mut self.cluster.state_dir, &mut self.cluster.artifacts_dir, &mut self.postgres.password_file] {
+        for path in [
+            &mut self.cluster.state_dir,
+            &mut self.cluster.artifacts_dir,
+            &mut self.postgres.password_file,
+            &mut self.job.checkpoint_dir,
+        ] {
             *path = root.join(&*path);
         }
         self
@@ -381,6 +427,52 @@ impl Config {
                 p.kafka.compression
             ));
         }
+        let j = &self.job;
+        if j.query_name.is_empty() || j.query_name == j.dead_letter_query_name {
+            errors.push(format!(
+                "job.query_name (`{}`) must be set and differ from job.dead_letter_query_name (`{}`)",
+                j.query_name, j.dead_letter_query_name
+            ));
+        }
+        if !["earliest", "latest"].contains(&j.starting_offsets.as_str()) && !j.starting_offsets.starts_with('{') {
+            errors.push(format!(
+                "job.starting_offsets `{}` must be earliest, latest or a JSON offsets object",
+                j.starting_offsets
+            ));
+        }
+        if j.max_offsets_per_trigger == 0 {
+            errors.push("job.max_offsets_per_trigger must be at least 1".into());
+        }
+        if !is_spark_interval(&j.trigger_interval) {
+            errors.push(format!(
+                "job.trigger_interval `{}` is not an interval such as \"2 seconds\"",
+                j.trigger_interval
+            ));
+        }
+        if !is_uuid(&j.session_id) {
+            errors.push(format!("job.session_id `{}` must be a UUID", j.session_id));
+        }
+        let l = &self.local;
+        if l.group_id.is_empty() {
+            errors.push("local.group_id must not be empty".into());
+        }
+        if l.batch_size == 0 || l.max_in_flight == 0 || l.batch_timeout_ms == 0 {
+            errors.push("local.batch_size, local.batch_timeout_ms and local.max_in_flight must be positive".into());
+        }
+        if l.retry_backoff_base_ms == 0 || l.retry_backoff_base_ms > l.retry_backoff_max_ms {
+            errors.push(format!(
+                "local.retry_backoff_base_ms ({}) must be positive and at most local.retry_backoff_max_ms ({})",
+                l.retry_backoff_base_ms, l.retry_backoff_max_ms
+            ));
+        }
+        if l.metrics_addr.parse::<SocketAddr>().is_err() {
+            errors.push(format!("local.metrics_addr `{}` is not an IP:port address", l.metrics_addr));
+        } else if l.metrics_addr == self.producer.metrics_addr {
+            errors.push(format!(
+                "local.metrics_addr and producer.metrics_addr are both {}: they may run at the same time",
+                l.metrics_addr
+            ));
+        }
         if let Err(e) = tracing_subscriber_filter_ok(&self.telemetry.log) {
             errors.push(format!("telemetry.log: {e}"));
         }
@@ -431,6 +523,19 @@ pub fn parse_memory_mib(value: &str) -> Option<u64> {
         _ => return None,
     };
     digits.parse::<u64>().ok().filter(|n| *n > 0).map(|n| n * factor)
+}
+
+/// "N unit" with a unit Spark understands.
+fn is_spark_interval(s: &str) -> bool {
+    let mut parts = s.split_whitespace();
+    let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else { return false };
+    const UNITS: &[&str] = &["millisecond", "milliseconds", "second", "seconds", "minute", "minutes", "hour", "hours"];
+    n.parse::<u64>().is_ok() && UNITS.contains(&unit)
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
 }
 
 fn is_identifier(s: &str) -> bool {

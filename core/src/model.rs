@@ -412,6 +412,13 @@ pub fn cql_create_table(keyspace: &str, table: &str, fields: &[Field]) -> String
     format!("CREATE TABLE IF NOT EXISTS {keyspace}.{table} ({}, PRIMARY KEY ({pk}))", columns.join(", "))
 }
 
+/// A prepared-statement `INSERT` of every field, in field order (one `?` per field).
+pub fn cql_insert(keyspace: &str, table: &str, fields: &[Field]) -> String {
+    let columns: Vec<String> = fields.iter().map(|f| quote_cql(f.name)).collect();
+    let marks = vec!["?"; fields.len()].join(", ");
+    format!("INSERT INTO {keyspace}.{table} ({}) VALUES ({marks})", columns.join(", "))
+}
+
 /// Quotes CQL identifiers that are reserved words (`timestamp` is one of the seed's columns).
 fn quote_cql(name: &str) -> String {
     const RESERVED: &[&str] = &["timestamp", "date", "time", "key", "token"];
@@ -515,6 +522,14 @@ mod tests {
         for f in CreatedUserRow::FIELDS {
             assert!(cql.contains(&format!("{} {}", quote_cql(f.name), f.ty.cql())), "missing {}", f.name);
         }
+    }
+
+    #[test]
+    fn cql_insert_binds_every_column_in_order() {
+        let cql = cql_insert("ks", "t", CreatedUserRow::FIELDS);
+        assert!(cql.starts_with("INSERT INTO ks.t (id, first_name, "));
+        assert!(cql.contains("\"timestamp\""));
+        assert_eq!(cql.matches('?').count(), CreatedUserRow::FIELDS.len());
     }
 
     #[test]
