@@ -11,7 +11,11 @@ CARGO ?= cargo
 PIPELINE := $(CARGO) run --quiet --bin pipeline --
 SERVICE ?=
 
-.PHONY: help deps build up down status logs config-check test test-unit test-integration lint fmt clean-state
+.PHONY: help demo deps build up down status logs produce submit follow jobs-status jobs-stop local verify sample \
+	config-check test test-unit lint fmt clean-state bench-produce bench-local
+
+demo: ## From nothing: services up, users produced, Spark job submitted, rows shown from Cassandra
+	@cluster/scripts/demo.sh
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -34,6 +38,35 @@ status: ## Table of services: pid, ports, health, memory, UI URLs
 logs: ## Last log lines of every service, or of SERVICE=name
 	$(PIPELINE) cluster logs $(SERVICE)
 
+COUNT ?= 1000
+SOURCE ?= synthetic
+produce: build ## Produce COUNT users (default 1000) from SOURCE (synthetic|randomuser) to Kafka via the audit outbox
+	$(PIPELINE) produce --source $(SOURCE) --count $(COUNT)
+
+submit: build ## Start the Spark streaming job (Kafka -> transform -> Cassandra); returns once running
+	$(PIPELINE) submit
+
+follow: build ## Start the Spark job if needed and print a progress line per micro-batch (Ctrl-C leaves it running)
+	$(PIPELINE) submit --follow
+
+jobs-status: ## State and last progress of the Spark job's queries
+	$(PIPELINE) jobs status
+
+jobs-stop: ## Stop the Spark job gracefully (a later submit resumes from the checkpoint)
+	$(PIPELINE) jobs stop
+
+local: build ## Run the same transform locally on DataFusion until the topic is drained
+	$(PIPELINE) local --until-idle
+
+verify: ## Reconcile audit store, Kafka and Cassandra; fails on any loss
+	$(PIPELINE) verify
+
+sample: ## Row count and a few rows of spark_streams.created_users
+	$(PIPELINE) sample
+
+bench-produce: deps ## Producer records/s per stage vs Kafka's ProducerPerformance (needs `make up`; BENCH_RECORDS=N)
+	$(CARGO) bench -p pipeline-producer --bench produce
+
 config-check: ## Load every config layer and print all errors at once
 	$(PIPELINE) config check
 
@@ -50,5 +83,6 @@ lint: ## rustfmt check and clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-clean-state: down ## Stop the services and delete their data and logs (keeps downloaded artifacts)
-	rm -rf $(PIPELINE__CLUSTER__STATE_DIR)/data $(PIPELINE__CLUSTER__STATE_DIR)/logs $(PIPELINE__CLUSTER__STATE_DIR)/run
+clean-state: down ## Stop the services, delete their data, logs and job checkpoints (keeps artifacts)
+	rm -rf $(PIPELINE__CLUSTER__STATE_DIR)/data $(PIPELINE__CLUSTER__STATE_DIR)/logs $(PIPELINE__CLUSTER__STATE_DIR)/run \
+	       $(PIPELINE__CLUSTER__STATE_DIR)/checkpoints $(PIPELINE__CLUSTER__STATE_DIR)/spark

@@ -106,8 +106,29 @@ impl Cluster {
         ProcessRecord::read(&self.layout.pid_file(service.name())).filter(ProcessRecord::is_alive)
     }
 
+    /// An exclusive lock on the state folder for the duration of `up` or `down`: two launchers
+    /// never start, stop or wipe the same services at once (the second one waits).
+    fn lock(&self) -> Result<std::fs::File, ClusterError> {
+        let path = self.layout.run_dir().join("cluster.lock");
+        let setup = |reason: String| ClusterError::Setup { service: Service::Postgres, reason };
+        std::fs::create_dir_all(self.layout.run_dir())
+            .map_err(|e| setup(format!("cannot create {}: {e}", path.display())))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| setup(format!("cannot open {}: {e}", path.display())))?;
+        if file.try_lock().is_err() {
+            eprintln!("another `pipeline cluster` command holds {}; waiting for it", path.display());
+            file.lock().map_err(|e| setup(format!("cannot lock {}: {e}", path.display())))?;
+        }
+        Ok(file)
+    }
+
     /// Starts the requested services (all when empty) and waits until each answers.
     pub async fn up(&self, requested: &[Service]) -> Result<Vec<(Service, Outcome)>, ClusterError> {
+        let _lock = self.lock()?;
         self.layout.write_service_files().map_err(|e| ClusterError::Setup {
             service: Service::Postgres,
             reason: format!("cannot write service configs under {}: {e}", self.layout.state.display()),
@@ -249,6 +270,7 @@ impl Cluster {
 
     /// Stops the requested services (all when empty) that `up` started; returns those stopped.
     pub fn down(&self, requested: &[Service]) -> Vec<Service> {
+        let _lock = self.lock();
         let targets: Vec<Service> = if requested.is_empty() { Service::ALL.to_vec() } else { requested.to_vec() };
         let grace = Duration::from_secs(self.config.cluster.stop_timeout_secs);
         std::thread::scope(|scope| {

@@ -5,9 +5,11 @@
 //! - [`spark`]: the Structured Streaming job submitted through Spark Connect.
 //! - [`local`]: the same transform on DataFusion, Kafka to Cassandra without Spark.
 //! - [`verify`]: reconciliation of the audit store, the topic and the table.
+//! - [`show`]: row count and a sample of the table.
 
 pub mod events;
 pub mod local;
+pub mod show;
 pub mod spark;
 pub mod transform;
 pub mod verify;

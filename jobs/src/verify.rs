@@ -358,7 +358,7 @@ fn read_topic_blocking(
         what: format!("{what} of `{topic}`"),
         reason: e.to_string(),
     };
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "pipeline-verify")
         // A group id of its own: `assign` never joins it and nothing is committed.
@@ -367,7 +367,7 @@ fn read_topic_blocking(
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("allow.auto.create.topics", "false")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(|e| kafka_err("creating a consumer", e))?;
 
     let metadata =
@@ -463,6 +463,20 @@ fn read_topic_blocking(
     counts.distinct_keys = keys.len() as u64;
     Ok((keys, counts))
 }
+
+/// Reaching the end of a partition is how the reader knows it is done, not an error worth
+/// librdkafka's default "Global error" log line.
+struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
 #[cfg(test)]
 mod tests {

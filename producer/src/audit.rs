@@ -14,16 +14,18 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 /// Ordered, idempotent migrations; applied under an advisory lock, each once.
-const MIGRATIONS: &[(i32, &str)] = &[
-    (
-        1,
-        r#"
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
     CREATE SCHEMA IF NOT EXISTS audit;
+    -- One row per accepted user: the audit trail and the transactional outbox. `topic` is the
+    -- row's destination, so recovery publishes each row where it was meant to go.
     CREATE TABLE IF NOT EXISTS audit.users_raw (
         seq             bigserial PRIMARY KEY,
         user_id         uuid        NOT NULL UNIQUE,
         source          text        NOT NULL,
         payload         jsonb       NOT NULL,
+        topic           text        NOT NULL,
         kafka_key       text        NOT NULL,
         kafka_value     bytea       NOT NULL,
         schema_id       integer     NOT NULL,
@@ -33,7 +35,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         kafka_partition integer,
         kafka_offset    bigint
     );
-    CREATE INDEX IF NOT EXISTS users_raw_unpublished ON audit.users_raw (seq) WHERE published_at IS NULL;
+    CREATE INDEX IF NOT EXISTS users_raw_unpublished ON audit.users_raw (topic, seq) WHERE published_at IS NULL;
     CREATE TABLE IF NOT EXISTS audit.rejected (
         seq         bigserial PRIMARY KEY,
         source      text        NOT NULL,
@@ -43,18 +45,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         rejected_at timestamptz NOT NULL DEFAULT now()
     );
     "#,
-    ),
-    (
-        2,
-        r#"
-    -- The outbox row knows its destination, so recovery publishes each row to its own topic.
-    ALTER TABLE audit.users_raw ADD COLUMN IF NOT EXISTS topic text NOT NULL DEFAULT 'users_created';
-    ALTER TABLE audit.users_raw ALTER COLUMN topic DROP DEFAULT;
-    DROP INDEX IF EXISTS audit.users_raw_unpublished;
-    CREATE INDEX IF NOT EXISTS users_raw_unpublished ON audit.users_raw (topic, seq) WHERE published_at IS NULL;
-    "#,
-    ),
-];
+)];
 
 /// Arbitrary constant for `pg_advisory_xact_lock`: serialises concurrent migrators.
 const MIGRATION_LOCK: i64 = 0x7573_6572_735f_6d69;

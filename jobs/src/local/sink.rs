@@ -113,7 +113,7 @@ impl CassandraSink {
                 Err(e) => {
                     crate::local::metrics::write_retry();
                     // Up to max_in_flight writes retry at once during an outage: log sparingly.
-                    if attempt == 1 || attempt % 20 == 0 {
+                    if attempt == 1 || attempt.is_multiple_of(20) {
                         tracing::warn!(attempt, "Cassandra write failed, retrying in {backoff:?}: {e}");
                     }
                     tokio::select! {
