@@ -67,6 +67,12 @@ sample: ## Row count and a few rows of spark_streams.created_users
 bench-produce: deps ## Producer records/s per stage vs Kafka's ProducerPerformance (needs `make up`; BENCH_RECORDS=N)
 	$(CARGO) bench -p pipeline-producer --bench produce
 
+BENCH_VENV := $(PIPELINE__CLUSTER__STATE_DIR)/bench-venv
+bench-local: deps ## Local engine vs raw Cassandra inserts vs the seed's Python consumer; latency at 1,000/s (needs `make up`)
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/pip install -q kafka-python cassandra-driver fastavro
+	BENCH_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench -p pipeline-jobs --bench local
+
 config-check: ## Load every config layer and print all errors at once
 	$(PIPELINE) config check
 

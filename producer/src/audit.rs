@@ -19,12 +19,13 @@ const MIGRATIONS: &[(i32, &str)] = &[(
     r#"
     CREATE SCHEMA IF NOT EXISTS audit;
     -- One row per accepted user: the audit trail and the transactional outbox. `topic` is the
-    -- row's destination, so recovery publishes each row where it was meant to go.
+    -- row's destination, so recovery publishes each row where it was meant to go. `payload`
+    -- is `json` (validated, kept verbatim): cheaper to write than `jsonb`, still queryable.
     CREATE TABLE IF NOT EXISTS audit.users_raw (
         seq             bigserial PRIMARY KEY,
         user_id         uuid        NOT NULL UNIQUE,
         source          text        NOT NULL,
-        payload         jsonb       NOT NULL,
+        payload         json        NOT NULL,
         topic           text        NOT NULL,
         kafka_key       text        NOT NULL,
         kafka_value     bytea       NOT NULL,
@@ -174,7 +175,7 @@ impl AuditStore {
             .client
             .query(
                 "INSERT INTO audit.users_raw (user_id, source, payload, kafka_key, kafka_value, schema_id, fetched_at, topic) \
-                 SELECT *, $8 FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::bytea[], $6::int[], $7::timestamptz[]) \
+                 SELECT *, $8 FROM UNNEST($1::uuid[], $2::text[], $3::json[], $4::text[], $5::bytea[], $6::int[], $7::timestamptz[]) \
                  ON CONFLICT (user_id) DO NOTHING \
                  RETURNING seq, kafka_key, kafka_value, source",
                 &[&ids, &sources, &payloads, &keys, &values, &schema_ids, &fetched, &topic],

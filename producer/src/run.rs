@@ -1,5 +1,6 @@
 //! The producer loop: recover the outbox, then fetch -> normalise -> audit -> publish -> mark.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
@@ -10,6 +11,7 @@ use pipeline_core::model::event_avro_schema;
 use pipeline_core::registry::{frame, RegistryClient, RegistryError};
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_core::Config;
+use tokio::task::JoinHandle;
 
 use crate::audit::{AuditError, AuditRecord, AuditStore, OutboxRow};
 use crate::metrics;
@@ -99,10 +101,10 @@ pub async fn run(
         return Err(ProducerError::Options("the batch size must be at least 1".into()));
     }
     let started = Instant::now();
-    let store = AuditStore::connect(&config.postgres).await?;
+    let store = Arc::new(AuditStore::connect(&config.postgres).await?);
     let schema_id = register_event_schema(config).await?;
     let schema = Schema::parse(&event_avro_schema()).map_err(|e| ProducerError::Schema(e.to_string()))?;
-    let publisher = Publisher::new(&config.kafka, &config.producer.kafka)?;
+    let publisher = Arc::new(Publisher::new(&config.kafka, &config.producer.kafka)?);
     tracing::info!(schema_id, subject = %config.registry.subject, topic = publisher.topic(), "producer ready");
 
     let mut summary = Summary { recovered: drain_outbox(&store, &publisher, opts.batch).await?, ..Summary::default() };
@@ -111,7 +113,10 @@ pub async fn run(
     }
 
     let mut source = build_source(config, opts.source, opts.seed)?;
-    let mut step = Step { store: &store, publisher: &publisher, schema: &schema, schema_id, source: &mut source };
+    let mut step = Step { store: &store, topic: publisher.topic(), schema: &schema, schema_id, source: &mut source };
+    // Batch k is published (and marked) while batch k+1 is fetched and audited: one publish in
+    // flight at a time keeps the order and bounds memory.
+    let mut in_flight: Option<JoinHandle<Result<usize, ProducerError>>> = None;
     let pacing_start = Instant::now();
     let mut fetched_total: u64 = 0;
     loop {
@@ -144,11 +149,10 @@ pub async fn run(
         };
         // Rejected records count toward the requested number: they were fetched.
         fetched_total += (fetched.users.len() + fetched.rejected.len()).max(1) as u64;
-        let published_before = summary.published;
-        step.process(fetched, &mut summary).await?;
-        if let Some(bar) = &progress {
-            bar.inc(summary.published - published_before);
-        }
+        let rows = step.audit(fetched, &mut summary).await?;
+        finish(in_flight.take(), &mut summary, progress.as_ref()).await?;
+        let (store, publisher) = (store.clone(), publisher.clone());
+        in_flight = Some(tokio::spawn(async move { publish_rows(&store, &publisher, &rows).await }));
 
         let pause = match (opts.interval, opts.rate) {
             (Some(period), _) => period.saturating_sub(tick.elapsed()),
@@ -162,9 +166,32 @@ pub async fn run(
             break;
         }
     }
+    finish(in_flight.take(), &mut summary, progress.as_ref()).await?;
     let _ = publisher.flush(Duration::from_secs(10));
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Waits for the batch in flight and counts it.
+async fn finish(
+    in_flight: Option<JoinHandle<Result<usize, ProducerError>>>,
+    summary: &mut Summary,
+    progress: Option<&ProgressBar>,
+) -> Result<(), ProducerError> {
+    let Some(handle) = in_flight else { return Ok(()) };
+    match handle.await.map_err(|e| ProducerError::Options(format!("the publish task failed: {e}")))? {
+        Ok(n) => {
+            summary.published += n as u64;
+            if let Some(bar) = progress {
+                bar.inc(n as u64);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            summary.publish_failures += 1;
+            Err(e)
+        }
+    }
 }
 
 /// The configured source of users.
@@ -234,14 +261,19 @@ async fn publish_rows(store: &AuditStore, publisher: &Publisher, rows: &[OutboxR
 /// Everything one batch needs.
 struct Step<'a> {
     store: &'a AuditStore,
-    publisher: &'a Publisher,
+    topic: &'a str,
     schema: &'a Schema,
     schema_id: u32,
     source: &'a mut Source,
 }
 
 impl Step<'_> {
-    async fn process(&mut self, fetched: source::Fetched, summary: &mut Summary) -> Result<(), ProducerError> {
+    /// Normalise, encode and audit one fetch; returns the outbox rows to publish.
+    async fn audit(
+        &mut self,
+        fetched: source::Fetched,
+        summary: &mut Summary,
+    ) -> Result<Vec<OutboxRow>, ProducerError> {
         let name = self.source.name();
         let produced_at = Utc::now();
         let mut rejected: Vec<(String, String)> = fetched.rejected.into_iter().map(|r| (r.reason, r.payload)).collect();
@@ -278,7 +310,7 @@ impl Step<'_> {
 
         let tick = Instant::now();
         self.store.reject(name, &rejected, fetched.fetched_at).await?;
-        let rows = self.store.insert(self.publisher.topic(), &records).await?;
+        let rows = self.store.insert(self.topic, &records).await?;
         metrics::stage_latency("audit", tick.elapsed());
         let duplicates = records.len() - rows.len();
         summary.audited += rows.len() as u64;
@@ -286,11 +318,6 @@ impl Step<'_> {
         metrics::audited(rows.len());
         metrics::duplicates(duplicates);
 
-        let published = publish_rows(self.store, self.publisher, &rows).await;
-        match published {
-            Ok(n) => summary.published += n as u64,
-            Err(_) => summary.publish_failures += 1,
-        }
-        published.map(|_| ())
+        Ok(rows)
     }
 }
