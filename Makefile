@@ -12,7 +12,7 @@ PIPELINE := $(CARGO) run --quiet --bin pipeline --
 SERVICE ?=
 
 .PHONY: help demo deps build up down status logs produce submit follow jobs-status jobs-stop local verify sample \
-	config-check test test-unit lint fmt clean-state bench-produce bench-local
+	config-check test test-unit lint fmt clean-state bench-produce bench-local bench-spark
 
 demo: ## From nothing: services up, users produced, Spark job submitted, rows shown from Cassandra
 	@cluster/scripts/demo.sh
@@ -70,8 +70,11 @@ bench-produce: deps ## Producer records/s per stage vs Kafka's ProducerPerforman
 BENCH_VENV := $(PIPELINE__CLUSTER__STATE_DIR)/bench-venv
 bench-local: deps ## Local engine vs raw Cassandra inserts vs the seed's Python consumer; latency at 1,000/s (needs `make up`)
 	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
-	@$(BENCH_VENV)/bin/pip install -q kafka-python cassandra-driver fastavro
+	@$(BENCH_VENV)/bin/pip install -q kafka-python lz4 cassandra-driver fastavro
 	BENCH_PYTHON=$(BENCH_VENV)/bin/python $(CARGO) bench -p pipeline-jobs --bench local
+
+bench-spark: deps ## Spark job rows/s from a backlog and produce->Cassandra latency at BENCH_RATE/s (needs `make up`)
+	$(CARGO) bench -p pipeline-jobs --bench spark
 
 config-check: ## Load every config layer and print all errors at once
 	$(PIPELINE) config check

@@ -7,6 +7,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+/// The same allocator as the `pipeline` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,19 +26,15 @@ use pipeline_jobs::local::sink::to_cql_rows;
 use pipeline_jobs::local::{run as run_local, LocalOptions};
 use pipeline_jobs::transform::{transform_sql, Engine, INPUT_VIEW};
 use pipeline_producer::{run as produce, ProduceOptions};
-use pipeline_testkit::{config, create_topic, read_topic, unique};
+use pipeline_testkit::{create_topic, isolated, read_topic};
 
 fn records() -> u64 {
     std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60_000)
 }
 
 fn fresh(prefix: &str) -> Config {
-    let mut c = config();
-    c.kafka.topic = unique(prefix);
-    c.kafka.dead_letter_topic = format!("{}.dlq", c.kafka.topic);
+    let mut c = isolated(prefix);
     c.registry.subject = "users_created-value".into();
-    c.cassandra.keyspace = unique("bench_ks");
-    c.local.group_id = unique("bench_group");
     c.local.idle_timeout_ms = 300;
     c
 }
@@ -154,14 +154,15 @@ async fn main() {
     engine.await.expect("join").expect("engine");
     let mut latencies: Vec<f64> = Vec::new();
     let mut pager = db
-        .query_iter(format!("SELECT produced_at, processed_at FROM {}.created_users", lat.cassandra.keyspace), &[])
+        .query_iter(format!("SELECT produced_at, WRITETIME(email) FROM {}.created_users", lat.cassandra.keyspace), &[])
         .await
         .expect("select")
-        .rows_stream::<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)>()
+        .rows_stream::<(chrono::DateTime<Utc>, i64)>()
         .expect("types");
     while let Some(r) = pager.next().await {
-        let (produced, processed) = r.expect("row");
-        latencies.push((processed - produced).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        // WRITETIME: when Cassandra stored the row (microseconds), i.e. produce -> written.
+        let (produced, written_us) = r.expect("row");
+        latencies.push((written_us - produced.timestamp_micros()) as f64 / 1000.0);
     }
     assert_eq!(latencies.len() as u64, steady, "every steady-state record written");
     latencies.sort_by(f64::total_cmp);
@@ -178,7 +179,7 @@ async fn main() {
         engine_rate / python_rate
     );
     println!(
-        "latency produced_at -> processed_at at 1,000 records/s over {steady} records: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 <= 250 ms)",
+        "latency produced_at -> written (WRITETIME) at 1,000 records/s over {steady} records: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (goal p99 <= 250 ms)",
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0.0)

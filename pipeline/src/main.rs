@@ -21,6 +21,10 @@ use pipeline_jobs::spark;
 use pipeline_producer::ProduceOptions;
 use std::time::Duration;
 
+/// mimalloc: the producer's JSON handling and the engines' batches are allocation-heavy.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "pipeline",

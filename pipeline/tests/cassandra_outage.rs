@@ -12,7 +12,7 @@ use pipeline_cluster::{Cluster, Service};
 use pipeline_core::config::SourceKind;
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_producer::{run, ProduceOptions};
-use pipeline_testkit::{config, create_topic, read_topic, unique};
+use pipeline_testkit::{create_topic, isolated, pipeline_env, read_topic};
 use uuid::Uuid;
 
 fn rss_mib(pid: u32) -> u64 {
@@ -40,12 +40,7 @@ async fn cassandra_ids(cfg: &pipeline_core::Config) -> HashSet<Uuid> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_down_for_20_seconds_loses_nothing_and_memory_stays_bounded() {
-    let mut cfg = config();
-    cfg.kafka.topic = unique("it_outage");
-    cfg.kafka.dead_letter_topic = format!("{}.dlq", cfg.kafka.topic);
-    cfg.registry.subject = format!("{}-value", cfg.kafka.topic);
-    cfg.cassandra.keyspace = unique("it_outage_ks");
-    cfg.local.group_id = format!("{}_group", cfg.kafka.topic);
+    let cfg = isolated("it_outage");
     create_topic(&cfg, &cfg.kafka.topic, 3).await;
     create_topic(&cfg, &cfg.kafka.dead_letter_topic, 1).await;
     pipeline_jobs::spark::ensure_table(&cfg).await.expect("table");
@@ -69,15 +64,9 @@ async fn cassandra_down_for_20_seconds_loses_nothing_and_memory_stays_bounded() 
 
     let mut engine = Command::new(env!("CARGO_BIN_EXE_pipeline"))
         .args(["local", "--until-idle"])
-        .env("PIPELINE__KAFKA__TOPIC", &cfg.kafka.topic)
-        .env("PIPELINE__KAFKA__DEAD_LETTER_TOPIC", &cfg.kafka.dead_letter_topic)
-        .env("PIPELINE__REGISTRY__SUBJECT", &cfg.registry.subject)
-        .env("PIPELINE__CASSANDRA__KEYSPACE", &cfg.cassandra.keyspace)
-        .env("PIPELINE__LOCAL__GROUP_ID", &cfg.local.group_id)
+        .envs(pipeline_env(&cfg))
         .env("PIPELINE__LOCAL__BATCH_SIZE", "500")
         .env("PIPELINE__LOCAL__IDLE_TIMEOUT_MS", "5000")
-        .env("PIPELINE__LOCAL__METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("start the engine");

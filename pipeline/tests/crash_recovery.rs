@@ -6,25 +6,22 @@ use std::time::{Duration, Instant};
 
 use pipeline_producer::source::synthetic::SyntheticSource;
 use pipeline_producer::source::Source;
-use pipeline_testkit::{config, create_topic, read_topic, unique};
+use pipeline_testkit::{create_topic, isolated, pipeline_env, read_topic};
 use uuid::Uuid;
 
-fn producer(topic: &str, seed: u64, count: u64) -> Command {
+fn producer(cfg: &pipeline_core::Config, seed: u64, count: u64) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
     cmd.args(["produce", "--source", "synthetic", "--quiet", "--batch", "500"])
         .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
-        .env("PIPELINE__KAFKA__TOPIC", topic)
-        .env("PIPELINE__REGISTRY__SUBJECT", format!("{topic}-value"))
-        .env("RUST_LOG", "warn")
+        .envs(pipeline_env(cfg))
         .stdout(Stdio::null());
     cmd
 }
 
 #[tokio::test]
 async fn sigkill_mid_run_then_restart_publishes_every_audited_record() {
-    let mut cfg = config();
-    let topic = unique("it_crash");
-    cfg.kafka.topic = topic.clone();
+    let cfg = isolated("it_crash");
+    let topic = cfg.kafka.topic.clone();
     create_topic(&cfg, &topic, 3).await;
     let seed = rand::random::<u64>() | 1;
     let count = 40_000;
@@ -54,7 +51,7 @@ async fn sigkill_mid_run_then_restart_publishes_every_audited_record() {
     };
 
     // First run: killed with SIGKILL once a few batches are audited.
-    let mut child = producer(&topic, seed, count).spawn().expect("start the producer");
+    let mut child = producer(&cfg, seed, count).spawn().expect("start the producer");
     let started = Instant::now();
     loop {
         let (audited, _) = counts().await;
@@ -72,7 +69,7 @@ async fn sigkill_mid_run_then_restart_publishes_every_audited_record() {
     eprintln!("killed with {audited} audited, {published} marked published");
 
     // Second run: recovers the outbox, skips what was audited, produces the rest.
-    let status = producer(&topic, seed, count).status().expect("restart the producer");
+    let status = producer(&cfg, seed, count).status().expect("restart the producer");
     assert!(status.success(), "second run failed: {status}");
 
     let (audited, published) = counts().await;

@@ -24,6 +24,10 @@ use pipeline_producer::source::Source;
 use pipeline_producer::{register_event_schema, run, ProduceOptions};
 use pipeline_testkit::{config, create_topic, unique};
 
+/// The same allocator as the `pipeline` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn count() -> u64 {
     std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)
 }

@@ -123,3 +123,35 @@ fn read_topic_blocking(bootstrap: &str, topic: &str) -> Vec<Record> {
     }
     out
 }
+
+/// A configuration of a test's own: topic, dead-letter topic, subject, keyspace, consumer
+/// group, Spark query names, checkpoints and Spark Connect session, all unique.
+pub fn isolated(prefix: &str) -> Config {
+    let mut c = config();
+    c.kafka.topic = unique(prefix);
+    c.kafka.dead_letter_topic = format!("{}.dlq", c.kafka.topic);
+    c.registry.subject = format!("{}-value", c.kafka.topic);
+    c.cassandra.keyspace = unique("it_ks");
+    c.local.group_id = format!("{}_group", c.kafka.topic);
+    c.job.query_name = format!("{}_main", c.kafka.topic);
+    c.job.dead_letter_query_name = format!("{}_dlq", c.kafka.topic);
+    c.job.checkpoint_dir = std::env::temp_dir().join(unique("it_checkpoints"));
+    c.job.session_id = uuid::Uuid::new_v4().to_string();
+    c
+}
+
+/// The `PIPELINE__*` variables that make a `pipeline` child process use `config`'s isolated
+/// names (what [`isolated`] changes).
+pub fn pipeline_env(config: &Config) -> Vec<(&'static str, String)> {
+    vec![
+        ("PIPELINE__KAFKA__TOPIC", config.kafka.topic.clone()),
+        ("PIPELINE__KAFKA__DEAD_LETTER_TOPIC", config.kafka.dead_letter_topic.clone()),
+        ("PIPELINE__REGISTRY__SUBJECT", config.registry.subject.clone()),
+        ("PIPELINE__CASSANDRA__KEYSPACE", config.cassandra.keyspace.clone()),
+        ("PIPELINE__CASSANDRA__TABLE", config.cassandra.table.clone()),
+        ("PIPELINE__LOCAL__GROUP_ID", config.local.group_id.clone()),
+        // Several engines may run at once in tests: let each pick a free metrics port.
+        ("PIPELINE__LOCAL__METRICS_ADDR", "127.0.0.1:0".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+}

@@ -27,6 +27,7 @@ use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::task::JoinHandle;
 
 use crate::events::{to_batch, Message};
 use crate::transform::{transform_sql, Engine, INPUT_VIEW};
@@ -93,7 +94,7 @@ type EngineConsumer = StreamConsumer<EngineContext>;
 pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToken) -> Result<LocalSummary, LocalError> {
     let local = &config.local;
     crate::spark::ensure_table(config).await.map_err(|e| LocalError::Setup(e.to_string()))?;
-    let sink = CassandraSink::connect(&config.cassandra, local).await?;
+    let sink = Arc::new(CassandraSink::connect(&config.cassandra, local).await?);
     let mut decoder = Decoder::new(RegistryClient::new(&config.registry.url)?).map_err(LocalError::Transform)?;
     let revoked = Arc::new(Revocations::default());
     let consumer: EngineConsumer = ClientConfig::new()
@@ -119,6 +120,8 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
     let mut summary = LocalSummary::default();
     let mut pending: Vec<Message> = Vec::with_capacity(local.batch_size);
     let mut last_record = Instant::now();
+    // At most one batch is being written while the next is prepared: order kept, memory bounded.
+    let mut in_flight: Option<JoinHandle<Result<Delivered, LocalError>>> = None;
     tracing::info!(topic = %config.kafka.topic, group = %local.group_id, "local engine running");
 
     loop {
@@ -148,25 +151,20 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
         }
         drop_revoked(&revoked, &mut pending);
         if !pending.is_empty() {
+            // CPU work on this batch overlaps the writes of the previous one.
             let started = Instant::now();
-            let batch = std::mem::take(&mut pending);
-            let n = batch.len();
-            let (written, dead) =
-                process(config, &ctx, &sql, &mut decoder, &sink, &dead_letters, batch, &shutdown).await?;
-            commit(&consumer, &config.kafka.topic, &written.1)?;
-            summary.consumed += n as u64;
-            summary.written += written.0 as u64;
-            summary.dead_lettered += dead as u64;
-            summary.batches += 1;
-            metrics::consumed(n);
-            metrics::batch_latency(started.elapsed());
-            tracing::debug!(
-                records = n,
-                written = written.0,
-                dead,
-                ms = started.elapsed().as_millis() as u64,
-                "batch committed"
-            );
+            let prepared = prepare(&ctx, &sql, &mut decoder, std::mem::take(&mut pending)).await?;
+            settle(in_flight.take(), &consumer, &config.kafka.topic, &mut summary).await?;
+            let (sink, producer, topic, stop) =
+                (sink.clone(), dead_letters.clone(), config.kafka.dead_letter_topic.clone(), shutdown.clone());
+            in_flight = Some(tokio::spawn(async move {
+                let delivered = deliver(&sink, &producer, &topic, prepared, &stop).await;
+                metrics::batch_latency(started.elapsed());
+                delivered
+            }));
+        } else {
+            // Nothing new: let the batch in flight finish so its offsets are committed.
+            settle(in_flight.take(), &consumer, &config.kafka.topic, &mut summary).await?;
         }
         if stopping || shutdown.is_cancelled() {
             break;
@@ -174,10 +172,15 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
         if opts.max_records.is_some_and(|max| summary.consumed >= max) {
             break;
         }
-        if opts.until_idle && last_record.elapsed() >= idle_timeout && caught_up(&consumer, &config.kafka.topic)? {
+        if opts.until_idle
+            && in_flight.is_none()
+            && last_record.elapsed() >= idle_timeout
+            && caught_up(&consumer, &config.kafka.topic)?
+        {
             break;
         }
     }
+    settle(in_flight.take(), &consumer, &config.kafka.topic, &mut summary).await?;
     tracing::info!(?summary, "local engine stopped");
     Ok(summary)
 }
@@ -199,19 +202,39 @@ fn drop_revoked(revoked: &Revocations, pending: &mut Vec<Message>) {
     );
 }
 
-/// Decode -> transform -> write valid rows and dead letters. Returns ((rows written, next
-/// offset per partition), dead letters).
-#[allow(clippy::too_many_arguments)]
-async fn process(
-    config: &Config,
+/// A batch decoded and transformed, ready to be written.
+struct Prepared {
+    consumed: usize,
+    rows: Vec<sink::CqlRow>,
+    dead: Vec<DeadLetter>,
+    next_offsets: HashMap<i32, i64>,
+}
+
+/// A refused record: its original key and bytes, where it came from, and why.
+struct DeadLetter {
+    key: Option<String>,
+    value: Vec<u8>,
+    partition: i32,
+    offset: i64,
+    reason: String,
+}
+
+/// What a delivered batch leaves to commit and count.
+struct Delivered {
+    consumed: usize,
+    written: usize,
+    dead_lettered: usize,
+    next_offsets: HashMap<i32, i64>,
+}
+
+/// Decode -> Arrow -> the transform on DataFusion -> CQL rows and dead letters.
+async fn prepare(
     ctx: &SessionContext,
     sql: &str,
     decoder: &mut Decoder,
-    sink: &CassandraSink,
-    dead_letters: &FutureProducer,
     mut batch: Vec<Message>,
-    shutdown: &CancellationToken,
-) -> Result<((usize, HashMap<i32, i64>), usize), LocalError> {
+) -> Result<Prepared, LocalError> {
+    let consumed = batch.len();
     let mut next_offsets: HashMap<i32, i64> = HashMap::new();
     let mut decoded = 0;
     for m in &mut batch {
@@ -234,22 +257,67 @@ async fn process(
         .await
         .map_err(|e| LocalError::Transform(e.to_string()))?;
 
-    let mut written = 0;
-    let mut dead = Vec::new();
+    let mut rows = Vec::new();
+    let mut refused_at = Vec::new();
     for part in &output {
         let reasons =
             part.column_by_name("reject_reason").ok_or_else(|| LocalError::Transform("no reject_reason".into()))?;
         let valid_mask = arrow::compute::is_null(reasons).map_err(|e| LocalError::Transform(e.to_string()))?;
         let valid =
             arrow::compute::filter_record_batch(part, &valid_mask).map_err(|e| LocalError::Transform(e.to_string()))?;
-        let rows = to_cql_rows(&valid)?;
-        written += rows.len();
-        sink.write(rows, shutdown).await?;
-        dead.extend(refused(part)?);
+        rows.extend(to_cql_rows(&valid)?);
+        refused_at.extend(refused(part)?);
     }
+    let mut by_position: HashMap<(i32, i64), Message> =
+        batch.into_iter().map(|m| ((m.partition, m.offset), m)).collect();
+    let dead = refused_at
+        .into_iter()
+        .filter_map(|(partition, offset, reason)| {
+            let m = by_position.remove(&(partition, offset))?;
+            Some(DeadLetter { key: m.key, value: m.value, partition, offset, reason })
+        })
+        .collect();
+    Ok(Prepared { consumed, rows, dead, next_offsets })
+}
+
+/// Writes the rows (retrying until they land) and delivers the dead letters.
+async fn deliver(
+    sink: &CassandraSink,
+    producer: &FutureProducer,
+    dead_letter_topic: &str,
+    prepared: Prepared,
+    shutdown: &CancellationToken,
+) -> Result<Delivered, LocalError> {
+    let Prepared { consumed, rows, dead, next_offsets } = prepared;
+    let written = rows.len();
+    sink.write(rows, shutdown).await?;
     metrics::written(written);
-    let dead_count = send_dead_letters(config, dead_letters, &batch, &dead).await?;
-    Ok(((written, next_offsets), dead_count))
+    let dead_lettered = send_dead_letters(producer, dead_letter_topic, &dead).await?;
+    Ok(Delivered { consumed, written, dead_lettered, next_offsets })
+}
+
+/// Waits for the batch in flight, then commits its offsets and counts it.
+async fn settle(
+    in_flight: Option<JoinHandle<Result<Delivered, LocalError>>>,
+    consumer: &EngineConsumer,
+    topic: &str,
+    summary: &mut LocalSummary,
+) -> Result<(), LocalError> {
+    let Some(handle) = in_flight else { return Ok(()) };
+    let delivered = handle.await.map_err(|e| LocalError::Transform(format!("the write task failed: {e}")))??;
+    commit(consumer, topic, &delivered.next_offsets)?;
+    summary.consumed += delivered.consumed as u64;
+    summary.written += delivered.written as u64;
+    summary.dead_lettered += delivered.dead_lettered as u64;
+    summary.batches += 1;
+    metrics::consumed(delivered.consumed);
+    tracing::debug!(
+        records = delivered.consumed,
+        written = delivered.written,
+        dead = delivered.dead_lettered,
+        "batch committed"
+    );
+    Ok(())
 }
 
 /// (partition, offset, reason) of every refused record of a transform output.
@@ -275,34 +343,26 @@ fn refused(part: &RecordBatch) -> Result<Vec<(i32, i64, String)>, LocalError> {
 
 /// The original bytes of each refused record, with `reason`, `engine` and `source_offset`
 /// headers; waits for every delivery.
-async fn send_dead_letters(
-    config: &Config,
-    producer: &FutureProducer,
-    batch: &[Message],
-    dead: &[(i32, i64, String)],
-) -> Result<usize, LocalError> {
+async fn send_dead_letters(producer: &FutureProducer, topic: &str, dead: &[DeadLetter]) -> Result<usize, LocalError> {
     if dead.is_empty() {
         return Ok(0);
     }
-    let by_position: HashMap<(i32, i64), &Message> = batch.iter().map(|m| ((m.partition, m.offset), m)).collect();
-    let topic = &config.kafka.dead_letter_topic;
-    let sends = dead.iter().filter_map(|(p, o, reason)| {
-        let m = by_position.get(&(*p, *o))?;
-        let position = format!("{p}:{o}");
+    let sends = dead.iter().map(|d| {
+        let position = format!("{}:{}", d.partition, d.offset);
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "reason", value: Some(reason.as_str()) })
+            .insert(Header { key: "reason", value: Some(d.reason.as_str()) })
             .insert(Header { key: "engine", value: Some("datafusion") })
             .insert(Header { key: "source_offset", value: Some(position.as_str()) });
-        let mut record = FutureRecord::to(topic).payload(m.value.as_slice()).headers(headers);
-        if let Some(k) = &m.key {
+        let mut record = FutureRecord::to(topic).payload(d.value.as_slice()).headers(headers);
+        if let Some(k) = &d.key {
             record = record.key(k.as_str());
         }
-        Some(producer.send(record, Timeout::After(Duration::from_secs(30))))
+        producer.send(record, Timeout::After(Duration::from_secs(30)))
     });
     let results = futures::future::join_all(sends).await;
     let failed: Vec<String> = results.into_iter().filter_map(|r| r.err().map(|(e, _)| e.to_string())).collect();
     if let Some(first) = failed.first() {
-        return Err(LocalError::DeadLetter(failed.len(), topic.clone(), first.clone()));
+        return Err(LocalError::DeadLetter(failed.len(), topic.to_string(), first.clone()));
     }
     metrics::dead_lettered(dead.len());
     Ok(dead.len())

@@ -28,9 +28,7 @@ async fn run_until_idle(cfg: &Config) -> pipeline_jobs::local::LocalSummary {
 }
 
 fn local_config(prefix: &str) -> Config {
-    let mut c = isolated(prefix);
-    c.local.group_id = format!("{}_group", c.kafka.topic);
-    c
+    isolated(prefix)
 }
 
 #[tokio::test]
@@ -164,14 +162,8 @@ async fn sigkill_mid_stream_then_restart_loses_nothing() {
 fn local_command(cfg: &Config, until_idle: bool) -> Command {
     let mut cmd = Command::new(crate::oracle::pipeline_binary());
     cmd.arg("local")
-        .env("PIPELINE__KAFKA__TOPIC", &cfg.kafka.topic)
-        .env("PIPELINE__KAFKA__DEAD_LETTER_TOPIC", &cfg.kafka.dead_letter_topic)
-        .env("PIPELINE__REGISTRY__SUBJECT", &cfg.registry.subject)
-        .env("PIPELINE__CASSANDRA__KEYSPACE", &cfg.cassandra.keyspace)
-        .env("PIPELINE__LOCAL__GROUP_ID", &cfg.local.group_id)
+        .envs(pipeline_testkit::pipeline_env(cfg))
         .env("PIPELINE__LOCAL__BATCH_SIZE", "1000")
-        .env("PIPELINE__LOCAL__METRICS_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
     if until_idle {
         cmd.arg("--until-idle");

@@ -10,7 +10,7 @@ use pipeline_core::model::UserEvent;
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_core::Config;
 use pipeline_producer::{run, ProduceOptions};
-use pipeline_testkit::{create_topic, read_topic, unique};
+use pipeline_testkit::{create_topic, read_topic};
 use uuid::Uuid;
 
 /// A row of `created_users` as read back from Cassandra.
@@ -85,18 +85,9 @@ pub fn expected(e: &UserEvent, engine: &str, processed_at: DateTime<Utc>) -> Row
     }
 }
 
-/// A configuration of the test's own: topic, dead-letter topic, subject, keyspace, job names,
-/// checkpoints and Spark Connect session.
+/// A configuration of the test's own (see [`pipeline_testkit::isolated`]), with a short trigger.
 pub fn isolated(prefix: &str) -> Config {
-    let mut c = pipeline_testkit::config();
-    c.kafka.topic = unique(prefix);
-    c.kafka.dead_letter_topic = format!("{}.dlq", c.kafka.topic);
-    c.registry.subject = format!("{}-value", c.kafka.topic);
-    c.cassandra.keyspace = unique("it_ks");
-    c.job.query_name = format!("{}_main", c.kafka.topic);
-    c.job.dead_letter_query_name = format!("{}_dlq", c.kafka.topic);
-    c.job.checkpoint_dir = std::env::temp_dir().join(unique("it_checkpoints"));
-    c.job.session_id = Uuid::new_v4().to_string();
+    let mut c = pipeline_testkit::isolated(prefix);
     c.job.trigger_interval = "1 second".into();
     c
 }
