@@ -193,7 +193,7 @@ impl Cluster {
                     failed = Some(service);
                 }
             }
-            tracing::info!(service = service.name(), ok = result.is_ok(), "cluster up step");
+            tracing::debug!(service = service.name(), ok = result.is_ok(), "cluster up step");
             out.push(result);
         }
         out

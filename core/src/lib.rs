@@ -4,6 +4,7 @@
 //!   Arrow, Spark DDL and CQL schemas derived from them.
 //! - [`config`]: layered configuration (embedded defaults, user file, `PIPELINE__*` env vars)
 //!   with every error reported at once.
+//! - [`postgres`]: the connection as the pipeline's PostgreSQL role.
 //! - [`registry`]: Confluent-compatible schema registry client and the wire format
 //!   (magic byte, schema id, Avro payload).
 //! - [`telemetry`]: tracing subscriber and Prometheus exporter.
@@ -11,6 +12,7 @@
 
 pub mod config;
 pub mod model;
+pub mod postgres;
 pub mod registry;
 pub mod shutdown;
 pub mod telemetry;

@@ -40,10 +40,8 @@ const KAFKA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a verification could not run; each message names the service and what to try.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("cannot read the PostgreSQL password from {path}: {source} (`pipeline cluster up` writes it; or set PIPELINE__POSTGRES__PASSWORD)")]
-    PostgresPassword { path: String, source: std::io::Error },
-    #[error("cannot connect to PostgreSQL at {host}:{port} as {user}: {source} (is it running? `pipeline cluster up postgres`)")]
-    PostgresConnect { host: String, port: u16, user: String, source: tokio_postgres::Error },
+    #[error(transparent)]
+    Postgres(#[from] pipeline_core::postgres::PgConnectError),
     #[error("PostgreSQL: reading audit.users_raw failed: {source} (if the table does not exist, nothing was ever produced into this database: `pipeline produce` creates it)")]
     PostgresQuery { source: tokio_postgres::Error },
     #[error("Kafka at {bootstrap}: {what} failed: {reason} (is it running? `pipeline cluster up kafka`)")]
@@ -265,38 +263,12 @@ pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
 
 /// The ids audited for `kafka.topic`, and those of them not yet published.
 async fn audited_ids(config: &Config) -> Result<(HashSet<Uuid>, HashSet<Uuid>), VerifyError> {
-    let pg = &config.postgres;
-    let password = pg
-        .password()
-        .map_err(|source| VerifyError::PostgresPassword { path: pg.password_file.display().to_string(), source })?;
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(&pg.host)
-        .port(pg.port)
-        .user(&pg.user)
-        .password(password)
-        .dbname(&pg.database)
-        .application_name("pipeline-verify")
-        .connect_timeout(Duration::from_secs(5))
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|source| VerifyError::PostgresConnect {
-            host: pg.host.clone(),
-            port: pg.port,
-            user: pg.user.clone(),
-            source,
-        })?;
-    let connection = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!("PostgreSQL connection closed: {e}");
-        }
-    });
+    let client = pipeline_core::postgres::connect(&config.postgres, "pipeline-verify").await?;
     let rows = client
         .query("SELECT user_id, published_at IS NOT NULL FROM audit.users_raw WHERE topic = $1", &[&config.kafka.topic])
         .await
         .map_err(|source| VerifyError::PostgresQuery { source });
     drop(client);
-    // The connection task ends once the client is dropped.
-    let _ = connection.await;
     let rows = rows?;
     let mut audited = HashSet::with_capacity(rows.len());
     let mut unpublished = HashSet::new();

@@ -31,17 +31,7 @@ async fn sigkill_mid_run_then_restart_publishes_every_audited_record() {
     let ids: Vec<Uuid> =
         users.iter().map(|u| u["login"]["uuid"].as_str().unwrap_or_default().parse().expect("uuid")).collect();
 
-    let pg = &cfg.postgres;
-    let (db, conn) = tokio_postgres::Config::new()
-        .host(&pg.host)
-        .port(pg.port)
-        .user(&pg.user)
-        .password(pg.password().expect("password file"))
-        .dbname(&pg.database)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be up");
-    tokio::spawn(conn);
+    let db = pipeline_testkit::audit_db(&cfg).await;
     let counts = || async {
         let row = db
             .query_one("SELECT count(*), count(published_at) FROM audit.users_raw WHERE user_id = ANY($1)", &[&ids])

@@ -6,11 +6,9 @@
 //! by [`AuditStore::unpublished`] and published first on the next start. Rejected records go to
 //! `audit.rejected` with their reason.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use pipeline_core::config::PostgresConfig;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 /// Ordered, idempotent migrations; applied under an advisory lock, each once.
@@ -53,10 +51,8 @@ const MIGRATION_LOCK: i64 = 0x7573_6572_735f_6d69;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("cannot connect to PostgreSQL at {host}:{port} as {user}: {source} (is it running? `pipeline cluster up postgres`)")]
-    Connect { host: String, port: u16, user: String, source: tokio_postgres::Error },
-    #[error("cannot read the PostgreSQL password from {path}: {source} (`pipeline cluster up` writes it)")]
-    Password { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Connect(#[from] pipeline_core::postgres::PgConnectError),
     #[error("PostgreSQL {what} failed: {source}")]
     Query { what: &'static str, source: tokio_postgres::Error },
 }
@@ -101,30 +97,7 @@ fn query_err(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuditE
 impl AuditStore {
     /// Connects with the pipeline role and applies pending migrations.
     pub async fn connect(config: &PostgresConfig) -> Result<AuditStore, AuditError> {
-        let password = config
-            .password()
-            .map_err(|source| AuditError::Password { path: config.password_file.display().to_string(), source })?;
-        let (client, connection) = tokio_postgres::Config::new()
-            .host(&config.host)
-            .port(config.port)
-            .user(&config.user)
-            .password(password)
-            .dbname(&config.database)
-            .application_name("pipeline-producer")
-            .connect_timeout(Duration::from_secs(5))
-            .connect(NoTls)
-            .await
-            .map_err(|source| AuditError::Connect {
-                host: config.host.clone(),
-                port: config.port,
-                user: config.user.clone(),
-                source,
-            })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!("PostgreSQL connection closed: {e}");
-            }
-        });
+        let client = pipeline_core::postgres::connect(config, "pipeline-producer").await?;
         let mut store = AuditStore { client };
         store.migrate().await?;
         Ok(store)

@@ -49,6 +49,13 @@ pub async fn cassandra(config: &Config) -> scylla::client::session::Session {
         .expect("Cassandra must be up (pipeline cluster up)")
 }
 
+/// A connection to the audit database as the pipeline role.
+pub async fn audit_db(config: &Config) -> tokio_postgres::Client {
+    pipeline_core::postgres::connect(&config.postgres, "pipeline-tests")
+        .await
+        .expect("PostgreSQL must be up (pipeline cluster up)")
+}
+
 /// Creates a topic (already existing is fine).
 pub async fn create_topic(config: &Config, topic: &str, partitions: i32) {
     pipeline_cluster::service::create_topics(&config.kafka.bootstrap_servers, &[topic], partitions)

@@ -7,7 +7,6 @@ mod registry;
 
 use pipeline_core::Config;
 use pipeline_testkit::unique;
-use tokio_postgres::Client;
 
 /// Configuration with a topic and subject of the test's own.
 pub fn isolated_config() -> Config {
@@ -17,21 +16,7 @@ pub fn isolated_config() -> Config {
     c
 }
 
-/// A connection to the audit database as the pipeline role.
-pub async fn audit_db(config: &Config) -> Client {
-    let pg = &config.postgres;
-    let (client, conn) = tokio_postgres::Config::new()
-        .host(&pg.host)
-        .port(pg.port)
-        .user(&pg.user)
-        .password(pg.password().expect("password file written by cluster up"))
-        .dbname(&pg.database)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be up (pipeline cluster up)");
-    tokio::spawn(conn);
-    client
-}
+pub use pipeline_testkit::audit_db;
 
 /// Decodes a framed Kafka value with the schema the registry holds for its id.
 pub async fn decode(config: &Config, value: &[u8]) -> pipeline_core::model::UserEvent {
