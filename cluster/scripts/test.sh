@@ -28,6 +28,7 @@ else
 fi
 
 step "integration tests"
-"$CARGO" test --workspace --test '*' -- --test-threads=2
+# --no-fail-fast: one failing test binary does not hide the others' results.
+"$CARGO" test --workspace --no-fail-fast --test '*' -- --test-threads=2
 
 step "done in $((SECONDS - t0)) s"

@@ -719,17 +719,22 @@ fn write_secret(path: &std::path::Path, secret: &str) -> Result<(), String> {
     f.write_all(secret.as_bytes()).map_err(|e| e.to_string())
 }
 
-/// A random Kafka cluster id (22 characters of URL-safe base64 of 16 random bytes).
+/// A random Kafka cluster id: 22 characters of URL-safe base64 of 16 random bytes, never
+/// starting with `-` (the storage tool would read it as an option, as Kafka's own generator
+/// knows: it retries such ids too).
 fn kafka_cluster_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes: [u8; 16] = rand::random();
-    let mut bits: u128 = u128::from_be_bytes(bytes);
-    let mut out = Vec::with_capacity(22);
-    for _ in 0..22 {
-        out.push(ALPHABET[(bits & 63) as usize]);
-        bits >>= 6;
+    loop {
+        let mut bits = u128::from_be_bytes(rand::random::<[u8; 16]>());
+        let mut out = String::with_capacity(22);
+        for _ in 0..22 {
+            out.push(char::from(ALPHABET[(bits & 63) as usize]));
+            bits >>= 6;
+        }
+        if !out.starts_with('-') {
+            return out;
+        }
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn kafka_metadata(bootstrap: &str) -> ProbeResult {
@@ -836,10 +841,12 @@ mod tests {
     }
 
     #[test]
-    fn kafka_cluster_ids_are_22_url_safe_chars() {
+    fn kafka_cluster_ids_are_22_url_safe_chars_never_starting_with_a_dash() {
         let id = kafka_cluster_id();
         assert_eq!(id.len(), 22);
         assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(id, kafka_cluster_id());
+        // 1 in 64 raw ids starts with '-': 2000 draws would almost surely show one.
+        assert!((0..2000).all(|_| !kafka_cluster_id().starts_with('-')));
     }
 }
