@@ -12,6 +12,16 @@ fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind").local_addr().expect("addr").port()
 }
 
+/// Stops the private mini-cluster and removes its state even when an assertion fails.
+struct Teardown<'a>(&'a Cluster);
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        self.0.down(&[]);
+        let _ = std::fs::remove_dir_all(&self.0.layout().state);
+    }
+}
+
 fn private_config() -> Config {
     let mut c = config();
     let state = std::env::temp_dir().join(unique("pipeline_it_state"));
@@ -26,10 +36,10 @@ fn private_config() -> Config {
 #[tokio::test]
 async fn up_twice_is_harmless_and_down_leaves_nothing_behind() {
     let cfg = private_config();
-    let state = cfg.cluster.state_dir.clone();
     let services = [Service::Postgres, Service::Kafka];
     let ports: Vec<u16> = services.iter().flat_map(|s| s.ports(&cfg)).collect();
     let cluster = Cluster::new(cfg);
+    let _teardown = Teardown(&cluster);
 
     let first = cluster.up(&services).await.expect("first up");
     assert!(first.iter().all(|(_, o)| matches!(o, Outcome::Started { .. })), "{first:?}");
@@ -54,7 +64,6 @@ async fn up_twice_is_harmless_and_down_leaves_nothing_behind() {
         assert!(pipeline_cluster::process::port_is_free(*port), "port {port} still open after down");
     }
     assert!(cluster.down(&[]).is_empty(), "a second down finds nothing to stop");
-    let _ = std::fs::remove_dir_all(state);
 }
 
 #[tokio::test]
@@ -63,12 +72,11 @@ async fn a_taken_port_fails_up_with_the_service_name() {
     let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let port = squatter.local_addr().expect("addr").port();
     cfg.postgres.port = port;
-    let state = cfg.cluster.state_dir.clone();
     let cluster = Cluster::new(cfg);
+    let _teardown = Teardown(&cluster);
     let err = cluster.up(&[Service::Postgres]).await.expect_err("port is taken");
     assert!(matches!(err, ClusterError::PortInUse { service: Service::Postgres, port: p } if p == port), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("postgres") && message.contains(&port.to_string()), "{message}");
     assert!(cluster.running(Service::Postgres).is_none(), "nothing must be left running");
-    let _ = std::fs::remove_dir_all(state);
 }
