@@ -775,9 +775,18 @@ async fn tcp_open(port: u16) -> ProbeResult {
     tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map(|_| ()).map_err(|e| format!("127.0.0.1:{port}: {e}"))
 }
 
-async fn http_ok(url: &str) -> ProbeResult {
+/// One HTTP client for every probe (they poll every 500 ms while services start).
+fn http() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().map_err(|e| e.to_string())?;
-    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+    Ok(CLIENT.get_or_init(|| client))
+}
+
+async fn http_ok(url: &str) -> ProbeResult {
+    let resp = http()?.get(url).send().await.map_err(|e| e.to_string())?;
     if resp.status().is_success() {
         Ok(())
     } else {
@@ -787,8 +796,7 @@ async fn http_ok(url: &str) -> ProbeResult {
 
 async fn master_json(config: &Config) -> Result<serde_json::Value, String> {
     let url = format!("http://127.0.0.1:{}/json/", config.spark.master_ui_port);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().map_err(|e| e.to_string())?;
-    let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
+    let resp = http()?.get(&url).send().await.map_err(|e| e.to_string())?;
     resp.json().await.map_err(|e| format!("{url}: {e}"))
 }
 

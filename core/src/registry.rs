@@ -135,11 +135,7 @@ impl RegistryClient {
         if status == 404 {
             return Err(RegistryError::UnknownId(id));
         }
-        let text: Arc<str> = body
-            .get("schema")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RegistryError::Protocol { what, detail: body.to_string() })?
-            .into();
+        let text = schema_text(&body, what)?;
         self.remember(id, text.clone());
         Ok(text)
     }
@@ -154,11 +150,7 @@ impl RegistryClient {
         }
         let id =
             body_id(&body).ok_or_else(|| RegistryError::Protocol { what: what.clone(), detail: body.to_string() })?;
-        let text: Arc<str> = body
-            .get("schema")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RegistryError::Protocol { what, detail: body.to_string() })?
-            .into();
+        let text = schema_text(&body, what)?;
         self.remember(id, text.clone());
         Ok((id, text))
     }
@@ -168,6 +160,14 @@ impl RegistryClient {
             m.insert(id, text);
         }
     }
+}
+
+/// The `schema` field of an answer.
+fn schema_text(body: &Value, what: String) -> Result<Arc<str>, RegistryError> {
+    body.get("schema")
+        .and_then(Value::as_str)
+        .map(Arc::from)
+        .ok_or_else(|| RegistryError::Protocol { what, detail: body.to_string() })
 }
 
 fn body_id(body: &Value) -> Option<u32> {

@@ -181,12 +181,23 @@ fn absolute(p: &Path) -> PathBuf {
 /// Creates the keyspace and table if absent (CQL derived from the record model).
 pub async fn ensure_table(config: &Config) -> Result<(), JobError> {
     let c = &config.cassandra;
+    let session =
+        scylla::client::session_builder::SessionBuilder::new().known_nodes(&c.contact_points).build().await.map_err(
+            |e| JobError::Cassandra {
+                keyspace: c.keyspace.clone(),
+                table: c.table.clone(),
+                reason: format!("cannot connect to {:?}: {e}", c.contact_points),
+            },
+        )?;
+    ensure_table_in(&session, c).await
+}
+
+/// [`ensure_table`] on an open session (the local engine reuses its writer's).
+pub async fn ensure_table_in(
+    session: &scylla::client::session::Session,
+    c: &pipeline_core::config::CassandraConfig,
+) -> Result<(), JobError> {
     let err = |reason: String| JobError::Cassandra { keyspace: c.keyspace.clone(), table: c.table.clone(), reason };
-    let session = scylla::client::session_builder::SessionBuilder::new()
-        .known_nodes(&c.contact_points)
-        .build()
-        .await
-        .map_err(|e| err(format!("cannot connect to {:?}: {e}", c.contact_points)))?;
     for cql in [
         cql_create_keyspace(&c.keyspace, c.replication_factor),
         cql_create_table(&c.keyspace, &c.table, CreatedUserRow::FIELDS),

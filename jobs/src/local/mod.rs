@@ -46,8 +46,6 @@ pub enum LocalError {
     Transform(String),
     #[error("{0} dead letter(s) could not be delivered to `{1}`: {2}")]
     DeadLetter(usize, String, String),
-    #[error("cannot prepare Cassandra: {0}")]
-    Setup(String),
 }
 
 /// How long to run.
@@ -93,7 +91,6 @@ type EngineConsumer = StreamConsumer<EngineContext>;
 /// Runs the local engine until shutdown, `until_idle` or `max_records`.
 pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToken) -> Result<LocalSummary, LocalError> {
     let local = &config.local;
-    crate::spark::ensure_table(config).await.map_err(|e| LocalError::Setup(e.to_string()))?;
     let sink = Arc::new(CassandraSink::connect(&config.cassandra, local).await?);
     let mut decoder = Decoder::new(RegistryClient::new(&config.registry.url)?).map_err(LocalError::Transform)?;
     let revoked = Arc::new(Revocations::default());

@@ -19,7 +19,7 @@ use scylla::value::{CqlTimestamp, CqlValue};
 pub enum SinkError {
     #[error("cannot connect to Cassandra at {nodes:?}: {reason} (is it running? `pipeline cluster up cassandra`)")]
     Connect { nodes: Vec<String>, reason: String },
-    #[error("cannot prepare the insert into {table}: {reason} (does the table exist? `pipeline submit` or `pipeline local` create it)")]
+    #[error("cannot create or prepare the insert into {table}: {reason}")]
     Prepare { table: String, reason: String },
     #[error("column `{column}` of the transform output: {reason}")]
     Column { column: &'static str, reason: String },
@@ -79,6 +79,9 @@ impl CassandraSink {
             .await
             .map_err(|e| SinkError::Connect { nodes: cassandra.contact_points.clone(), reason: e.to_string() })?;
         let table = format!("{}.{}", cassandra.keyspace, cassandra.table);
+        crate::spark::ensure_table_in(&session, cassandra)
+            .await
+            .map_err(|e| SinkError::Prepare { table: table.clone(), reason: e.to_string() })?;
         let mut insert = session
             .prepare(cql_insert(&cassandra.keyspace, &cassandra.table, CreatedUserRow::FIELDS))
             .await
