@@ -190,10 +190,15 @@ pub const WIRE_HEADER_LEN: usize = 5;
 
 /// Frames an encoded payload: magic byte, schema id (big-endian), payload.
 pub fn frame(schema_id: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(WIRE_HEADER_LEN + payload.len());
+    frame_with(schema_id, payload.len(), |out| out.extend_from_slice(payload))
+}
+
+/// Like [`frame`], with the payload written by `write` straight after the header (no copy).
+pub fn frame_with(schema_id: u32, capacity: usize, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(WIRE_HEADER_LEN + capacity);
     out.push(0);
     out.extend_from_slice(&schema_id.to_be_bytes());
-    out.extend_from_slice(payload);
+    write(&mut out);
     out
 }
 
