@@ -42,7 +42,7 @@ const KAFKA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum VerifyError {
     #[error(transparent)]
     Postgres(#[from] pipeline_core::postgres::PgConnectError),
-    #[error("PostgreSQL: reading audit.users_raw failed: {source} (if the table does not exist, nothing was ever produced into this database: `pipeline produce` creates it)")]
+    #[error("PostgreSQL: reading audit.users failed: {source} (if the table does not exist, nothing was ever produced into this database: `pipeline produce` creates it)")]
     PostgresQuery { source: tokio_postgres::Error },
     #[error("Kafka at {bootstrap}: {what} failed: {reason} (is it running? `pipeline cluster up kafka`)")]
     Kafka { bootstrap: String, what: String, reason: String },
@@ -265,7 +265,7 @@ pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
 async fn audited_ids(config: &Config) -> Result<(HashSet<Uuid>, HashSet<Uuid>), VerifyError> {
     let client = pipeline_core::postgres::connect(&config.postgres, "pipeline-verify").await?;
     let rows = client
-        .query("SELECT user_id, published_at IS NOT NULL FROM audit.users_raw WHERE topic = $1", &[&config.kafka.topic])
+        .query("SELECT user_id, published_at IS NOT NULL FROM audit.users WHERE topic = $1", &[&config.kafka.topic])
         .await
         .map_err(|source| VerifyError::PostgresQuery { source });
     drop(client);

@@ -34,7 +34,7 @@ async fn sigkill_mid_run_then_restart_publishes_every_audited_record() {
     let db = pipeline_testkit::audit_db(&cfg).await;
     let counts = || async {
         let row = db
-            .query_one("SELECT count(*), count(published_at) FROM audit.users_raw WHERE user_id = ANY($1)", &[&ids])
+            .query_one("SELECT count(*), count(published_at) FROM audit.users WHERE user_id = ANY($1)", &[&ids])
             .await
             .expect("count");
         (row.get::<_, i64>(0), row.get::<_, i64>(1))

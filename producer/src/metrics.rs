@@ -32,7 +32,8 @@ pub fn fetch_failed() {
     counter!("producer_fetch_failed_total").increment(1);
 }
 
-/// Latency of one stage for one batch: `fetch`, `audit` or `publish`.
+/// Latency of one stage for one batch: `fetch`, `prepare`, `audit`, `publish` or `mark`.
 pub fn stage_latency(stage: &'static str, elapsed: Duration) {
+    tracing::trace!(stage, ms = elapsed.as_secs_f64() * 1e3, "batch stage done");
     histogram!("producer_stage_seconds", "stage" => stage).record(elapsed.as_secs_f64());
 }

@@ -23,24 +23,35 @@ pub struct Normalized {
     pub payload: Value,
 }
 
-/// Maps one RandomUser-shaped record to a [`UserEvent`].
+/// A record refused by [`normalize`]: the reason (naming the field) and the record itself with
+/// its credentials removed, ready for the audit store's rejected table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub reason: String,
+    pub payload: Value,
+}
+
+/// Maps one RandomUser-shaped record to a [`UserEvent`], taking the record (it becomes the
+/// payload, so the hot path copies nothing).
 ///
 /// `source` is the [`crate::source::Source::name`], `fetched_at` the fetch time and
 /// `produced_at` the publication time recorded in the event.
 ///
 /// # Errors
 /// A short reason naming the field when a required field is missing or malformed, or when a
-/// present date is not RFC 3339.
+/// present date is not RFC 3339; the refused record comes back without its credentials.
 pub fn normalize(
-    user: &Value,
+    mut user: Value,
     source: &str,
     fetched_at: DateTime<Utc>,
     produced_at: DateTime<Utc>,
-) -> Result<Normalized, String> {
-    let event = to_event(user, source, fetched_at, produced_at)?;
-    let mut payload = user.clone();
-    strip_credentials(&mut payload);
-    Ok(Normalized { event, payload })
+) -> Result<Normalized, Refused> {
+    let event = to_event(&user, source, fetched_at, produced_at);
+    strip_credentials(&mut user);
+    match event {
+        Ok(event) => Ok(Normalized { event, payload: user }),
+        Err(reason) => Err(Refused { reason, payload: user }),
+    }
 }
 
 /// Removes `login.password`, `salt`, `md5`, `sha1` and `sha256` (keeps `login.uuid` and `login.username`).
@@ -221,7 +232,7 @@ mod tests {
     }
 
     fn norm(user: &Value) -> Result<Normalized, String> {
-        normalize(user, "randomuser", now(), now() + chrono::Duration::seconds(1))
+        normalize(user.clone(), "randomuser", now(), now() + chrono::Duration::seconds(1)).map_err(|r| r.reason)
     }
 
     #[test]
@@ -362,6 +373,17 @@ mod tests {
         .contains("name.last"));
         assert!(reject(&|u| u["login"]["username"] = Value::Null).contains("login.username"));
         assert!(norm(&json!([1, 2])).unwrap_err().contains("not a JSON object"));
+    }
+
+    #[test]
+    fn refused_records_come_back_without_credentials() {
+        let mut user = fixture_users()[0].clone();
+        user["email"] = json!("no-at-sign");
+        let refused = normalize(user.clone(), "randomuser", now(), now()).unwrap_err();
+        assert!(refused.reason.contains("email"), "{}", refused.reason);
+        strip_credentials(&mut user);
+        assert_eq!(refused.payload, user);
+        assert!(refused.payload["login"].get("password").is_none());
     }
 
     #[test]

@@ -184,8 +184,9 @@ pub async fn send_bad_messages(config: &Config) -> Vec<&'static str> {
         pipeline_producer::source::synthetic::SyntheticSource::new(rand::random::<u64>() | 1).into();
     let users = source.fetch(3).await.expect("users").users;
     let now = Utc::now();
-    let event =
-        |i: usize| pipeline_producer::normalize::normalize(&users[i], "synthetic", now, now).expect("event").event;
+    let event = |i: usize| {
+        pipeline_producer::normalize::normalize(users[i].clone(), "synthetic", now, now).expect("event").event
+    };
     let framed =
         |v: Avro| pipeline_core::registry::frame(schema_id, &apache_avro::to_avro_datum(&schema, v).expect("encode"));
     let with = |mut e: UserEvent, f: &dyn Fn(&mut UserEvent)| {

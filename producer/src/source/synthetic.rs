@@ -728,7 +728,8 @@ mod tests {
             for field in CREDENTIAL_FIELDS {
                 assert!(user["login"][*field].as_str().is_some_and(|s| !s.is_empty()), "login.{field} missing");
             }
-            let normalized = normalize(&user, SOURCE_NAME, now, now).unwrap_or_else(|e| panic!("{e}: {user}"));
+            let normalized =
+                normalize(user.clone(), SOURCE_NAME, now, now).unwrap_or_else(|e| panic!("{}: {user}", e.reason));
             let event = normalized.event;
             assert_eq!(event.id.get_version_num(), 4);
             assert!(event.email.ends_with("@example.com") && event.email.is_ascii(), "{}", event.email);

@@ -6,6 +6,7 @@ use chrono::Utc;
 use pipeline_core::config::SourceKind;
 use pipeline_core::model::UserEvent;
 use pipeline_core::shutdown::CancellationToken;
+use pipeline_producer::audit::{AuditRecord, AuditStore};
 use pipeline_producer::normalize::{normalize, CREDENTIAL_FIELDS};
 use pipeline_producer::source::synthetic::SyntheticSource;
 use pipeline_producer::source::Source;
@@ -50,7 +51,7 @@ async fn synthetic_users_are_audited_and_published_with_the_registered_schema() 
     let now = Utc::now();
     let expected: HashMap<Uuid, UserEvent> = users
         .iter()
-        .map(|u| normalize(u, "synthetic", now, now).expect("synthetic users normalise").event)
+        .map(|u| normalize(u.clone(), "synthetic", now, now).expect("synthetic users normalise").event)
         .map(|e| (e.id, e))
         .collect();
     assert_eq!(expected.len(), count as usize, "synthetic ids are unique");
@@ -75,7 +76,7 @@ async fn synthetic_users_are_audited_and_published_with_the_registered_schema() 
     let ids: Vec<Uuid> = expected.keys().copied().collect();
     let row = db
         .query_one(
-            "SELECT count(*), count(published_at), count(kafka_offset) FROM audit.users_raw WHERE user_id = ANY($1)",
+            "SELECT count(*), count(published_at), count(kafka_offset) FROM audit.users WHERE user_id = ANY($1)",
             &[&ids],
         )
         .await
@@ -83,7 +84,7 @@ async fn synthetic_users_are_audited_and_published_with_the_registered_schema() 
     let counts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     assert_eq!(counts, (count as i64, count as i64, count as i64));
     let by_offset = db
-        .query("SELECT user_id, kafka_partition, kafka_offset FROM audit.users_raw WHERE user_id = ANY($1)", &[&ids])
+        .query("SELECT user_id, kafka_partition, kafka_offset FROM audit.users WHERE user_id = ANY($1)", &[&ids])
         .await
         .expect("offsets");
     let in_kafka: HashMap<Uuid, (i32, i64)> = records
@@ -163,37 +164,78 @@ async fn credentials_reach_neither_postgres_nor_kafka() {
     }
 }
 
-#[tokio::test]
-async fn audited_but_unpublished_rows_are_published_first_on_start() {
-    use pipeline_core::registry::frame;
-    use pipeline_producer::audit::{AuditRecord, AuditStore};
-
-    let cfg = isolated_config();
-    create_topic(&cfg, &cfg.kafka.topic, 1).await;
-    let schema_id = pipeline_producer::register_event_schema(&cfg).await.expect("schema");
+/// Audit records for `count` synthetic users of a random seed, framed with `schema_id`.
+async fn audit_records(count: usize, schema_id: u32) -> Vec<AuditRecord> {
     let schema = apache_avro::Schema::parse(&pipeline_core::model::event_avro_schema()).expect("schema");
-
-    // A crash between audit and publish leaves rows like these behind.
-    let seed = rand::random::<u64>() | 1;
     let now = Utc::now();
-    let records: Vec<AuditRecord> = generated(seed, 40)
+    generated(rand::random::<u64>() | 1, count)
         .await
-        .iter()
+        .into_iter()
         .map(|u| {
             let n = normalize(u, "synthetic", now, now).expect("normalise");
             let datum = apache_avro::to_avro_datum(&schema, n.event.to_avro()).expect("encode");
             AuditRecord {
                 user_id: n.event.id,
                 source: "synthetic",
-                payload: n.payload,
-                kafka_value: frame(schema_id, &datum),
+                payload: n.payload.to_string(),
+                kafka_value: pipeline_core::registry::frame(schema_id, &datum),
                 schema_id,
                 fetched_at: now,
             }
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn ids_already_audited_or_repeated_are_skipped() {
+    let cfg = isolated_config();
     let store = AuditStore::connect(&cfg.postgres).await.expect("audit store");
-    let backlog = store.insert(&cfg.kafka.topic, &records).await.expect("audit");
+    let records = audit_records(30, 1).await;
+    let topic = &cfg.kafka.topic;
+
+    // A batch with one id twice keeps the first copy.
+    let mut first = records[..10].to_vec();
+    first.push(records[3].clone());
+    let rows = store.insert(topic, first).await.expect("audit");
+    let keys: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
+    let expected: Vec<String> = records[..10].iter().map(|r| r.user_id.to_string()).collect();
+    assert_eq!(keys, expected, "rows in batch order, the repeat skipped");
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(rows[4].value, records[4].kafka_value);
+
+    // 5 known ids among 10: only the 5 new ones.
+    let rows = store.insert(topic, records[5..15].to_vec()).await.expect("audit");
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| records[10..15].iter().any(|x| x.user_id.to_string() == r.key)));
+
+    let rows = store.insert(topic, records[10..30].to_vec()).await.expect("audit");
+    assert_eq!(rows.len(), 15);
+
+    // Every audited row is queued in the outbox exactly once.
+    let ids: Vec<Uuid> = records.iter().map(|r| r.user_id).collect();
+    let row = audit_db(&cfg)
+        .await
+        .query_one(
+            "SELECT count(*), count(DISTINCT o.seq) FROM audit.users_raw r JOIN audit.outbox o USING (seq) \
+             WHERE r.user_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("count");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (30, 30));
+}
+
+#[tokio::test]
+async fn audited_but_unpublished_rows_are_published_first_on_start() {
+    let cfg = isolated_config();
+    create_topic(&cfg, &cfg.kafka.topic, 1).await;
+    let schema_id = pipeline_producer::register_event_schema(&cfg).await.expect("schema");
+
+    // A crash between audit and publish leaves rows like these behind.
+    let seed = rand::random::<u64>() | 1;
+    let records = audit_records(40, schema_id).await;
+    let store = AuditStore::connect(&cfg.postgres).await.expect("audit store");
+    let backlog = store.insert(&cfg.kafka.topic, records.clone()).await.expect("audit");
     assert_eq!(backlog.len(), 40);
 
     // The next run publishes them before fetching anything new.
@@ -217,7 +259,7 @@ async fn audited_but_unpublished_rows_are_published_first_on_start() {
     let ids: Vec<Uuid> = records.iter().map(|r| r.user_id).collect();
     let unpublished: i64 = audit_db(&cfg)
         .await
-        .query_one("SELECT count(*) FROM audit.users_raw WHERE user_id = ANY($1) AND published_at IS NULL", &[&ids])
+        .query_one("SELECT count(*) FROM audit.users WHERE user_id = ANY($1) AND published_at IS NULL", &[&ids])
         .await
         .expect("count")
         .get(0);
