@@ -239,6 +239,87 @@ impl<T: Logical> Logical for Option<T> {
     }
 }
 
+/// One decoded field value, borrowing text from the datum (see [`decode_avro_fields`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    /// Text and UUID fields (a UUID stays text: validating it is the transform's job).
+    Text(&'a str),
+    /// A parsed UUID (from an apache-avro value), written as text.
+    Uuid(Uuid),
+    Int(i32),
+    Double(f64),
+    /// Microseconds since the epoch.
+    Timestamp(i64),
+}
+
+/// Decodes one Avro datum written with the schema of `fields` (as [`avro_schema`] derives it)
+/// into one [`Cell`] per field, without building an [`AvroValue`] tree. The whole datum must
+/// be consumed.
+///
+/// # Errors
+/// A reason naming the field: truncated input, a bad union branch, a negative or oversized
+/// length, invalid UTF-8, an `int` out of range, or bytes left after the record.
+pub fn decode_avro_fields<'a>(fields: &[Field], mut datum: &'a [u8]) -> Result<Vec<Cell<'a>>, String> {
+    let input = &mut datum;
+    let mut cells = Vec::with_capacity(fields.len());
+    for f in fields {
+        let cell = decode_field(f, input).map_err(|reason| format!("field `{}`: {reason}", f.name))?;
+        cells.push(cell);
+    }
+    if !input.is_empty() {
+        return Err(format!("{} trailing byte(s) after the Avro record", input.len()));
+    }
+    Ok(cells)
+}
+
+fn decode_field<'a>(field: &Field, input: &mut &'a [u8]) -> Result<Cell<'a>, String> {
+    if field.nullable {
+        match decode_avro_long(input)? {
+            0 => return Ok(Cell::Null),
+            1 => {}
+            branch => return Err(format!("union branch {branch} (the schema has 0 and 1)")),
+        }
+    }
+    Ok(match field.ty {
+        FieldType::Uuid | FieldType::Text => {
+            let len = decode_avro_long(input)?;
+            let len = usize::try_from(len).map_err(|_| format!("negative length {len}"))?;
+            if len > input.len() {
+                return Err(format!("length {len} beyond the {} byte(s) left", input.len()));
+            }
+            let (text, rest) = input.split_at(len);
+            *input = rest;
+            Cell::Text(std::str::from_utf8(text).map_err(|e| format!("invalid UTF-8: {e}"))?)
+        }
+        FieldType::Int => {
+            let n = decode_avro_long(input)?;
+            Cell::Int(i32::try_from(n).map_err(|_| format!("{n} does not fit an int"))?)
+        }
+        FieldType::Double => {
+            let Some((bytes, rest)) = input.split_first_chunk::<8>() else {
+                return Err("truncated double".into());
+            };
+            *input = rest;
+            Cell::Double(f64::from_le_bytes(*bytes))
+        }
+        FieldType::Timestamp => Cell::Timestamp(decode_avro_long(input)?),
+    })
+}
+
+/// Reads a zig-zag variable-length `long`.
+pub fn decode_avro_long(input: &mut &[u8]) -> Result<i64, String> {
+    let mut z: u64 = 0;
+    for (i, byte) in input.iter().enumerate().take(10) {
+        z |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *input = &input[i + 1..];
+            return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+        }
+    }
+    Err(if input.len() < 10 { "truncated long".into() } else { "long longer than 10 bytes".into() })
+}
+
 /// Declares a record struct together with its `FIELDS` table and Avro conversions.
 ///
 /// Field docs become the schema docs, so the struct is the one place to describe a field.
@@ -581,7 +662,46 @@ mod tests {
             event.encode_avro(&mut direct);
             let reference = apache_avro::to_avro_datum(&schema, event.to_avro()).expect("encode");
             assert_eq!(direct, reference, "{event:?}");
+            assert!(decode_avro_fields(UserEvent::FIELDS, &direct).is_ok());
         }
+        for n in [i64::MIN, i64::MAX, -1, 0, 1 << 40] {
+            let mut out = Vec::new();
+            encode_avro_long(n, &mut out);
+            assert_eq!(decode_avro_long(&mut out.as_slice()), Ok(n));
+        }
+    }
+
+    #[test]
+    fn direct_decoding_reads_back_every_field() {
+        let event = sample_event();
+        let mut datum = Vec::new();
+        event.encode_avro(&mut datum);
+        let cells = decode_avro_fields(UserEvent::FIELDS, &datum).expect("decode");
+        assert_eq!(cells.len(), UserEvent::FIELDS.len());
+        assert_eq!(cells[0], Cell::Text("7a0eed16-9430-4d68-901f-c0d4c1c3bf00"));
+        assert_eq!(cells[3], Cell::Text("Zoé"));
+        assert_eq!(cells[5], Cell::Int(4962));
+        assert_eq!(cells[8], Cell::Null);
+        assert_eq!(cells[11], Cell::Double(45.76));
+        let dob = event.dob.map(|d| d.timestamp_micros()).unwrap_or_default();
+        assert_eq!(cells[16], Cell::Timestamp(dob));
+        assert_eq!(cells[19], Cell::Null);
+
+        // Every truncation is an error naming a field, never a panic.
+        for cut in 0..datum.len() {
+            let err = decode_avro_fields(UserEvent::FIELDS, &datum[..cut]).unwrap_err();
+            assert!(err.starts_with("field `"), "{err}");
+        }
+        let mut longer = datum.clone();
+        longer.push(0);
+        assert_eq!(
+            decode_avro_fields(UserEvent::FIELDS, &longer).unwrap_err(),
+            "1 trailing byte(s) after the Avro record"
+        );
+        let mut bad_branch = datum.clone();
+        bad_branch[37] = 4; // gender's union branch, after the 36-character id and its length
+        assert!(decode_avro_fields(UserEvent::FIELDS, &bad_branch).unwrap_err().contains("union branch 2"));
+        assert!(decode_avro_fields(UserEvent::FIELDS, &[0xFF; 11]).unwrap_err().contains("longer than 10 bytes"));
     }
 
     #[test]
@@ -590,6 +710,7 @@ mod tests {
             let mut out = Vec::new();
             encode_avro_long(n, &mut out);
             assert_eq!(out, bytes, "{n}");
+            assert_eq!(decode_avro_long(&mut out.as_slice()), Ok(n));
         }
     }
 

@@ -14,7 +14,8 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use pipeline_core::model::{arrow_schema, FieldType, UserEvent};
+use pipeline_core::model::{arrow_schema, Cell, FieldType, UserEvent};
+use uuid::Uuid;
 
 /// One consumed message, decoded or not.
 #[derive(Debug, Clone)]
@@ -54,76 +55,152 @@ fn field<'a>(record: &'a AvroValue, name: &str) -> Option<&'a AvroValue> {
     }
 }
 
-fn column(ty: FieldType, name: &str, messages: &[Message]) -> ArrayRef {
-    let values = messages.iter().map(|m| m.event.as_ref().ok().and_then(|r| field(r, name)));
-    match ty {
-        FieldType::Uuid | FieldType::Text => {
-            let mut b = StringBuilder::new();
-            for v in values {
-                match v {
-                    Some(AvroValue::String(s)) => b.append_value(s),
-                    Some(AvroValue::Uuid(u)) => b.append_value(u.to_string()),
-                    _ => b.append_null(),
-                }
-            }
-            Arc::new(b.finish())
+/// An Avro value as a [`Cell`] of the field's logical type (anything else is NULL).
+fn avro_cell(ty: FieldType, value: Option<&AvroValue>) -> Cell<'_> {
+    match (ty, value) {
+        (FieldType::Uuid | FieldType::Text, Some(AvroValue::String(s))) => Cell::Text(s),
+        (FieldType::Uuid | FieldType::Text, Some(AvroValue::Uuid(u))) => Cell::Uuid(*u),
+        (FieldType::Int, Some(AvroValue::Int(i))) => Cell::Int(*i),
+        (FieldType::Double, Some(AvroValue::Double(d))) => Cell::Double(*d),
+        (FieldType::Double, Some(AvroValue::Float(f))) => Cell::Double(f64::from(*f)),
+        (FieldType::Timestamp, Some(AvroValue::TimestampMicros(t) | AvroValue::Long(t))) => Cell::Timestamp(*t),
+        (FieldType::Timestamp, Some(AvroValue::TimestampMillis(t))) => {
+            t.checked_mul(1000).map_or(Cell::Null, Cell::Timestamp)
         }
-        FieldType::Int => {
-            let mut b = Int32Builder::new();
-            for v in values {
-                b.append_option(match v {
-                    Some(AvroValue::Int(i)) => Some(*i),
-                    _ => None,
-                });
+        _ => Cell::Null,
+    }
+}
+
+/// The builder of one event column.
+enum ColumnBuilder {
+    Text(StringBuilder),
+    Int(Int32Builder),
+    Double(Float64Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(ty: FieldType, capacity: usize) -> Self {
+        match ty {
+            FieldType::Uuid | FieldType::Text => {
+                ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
             }
-            Arc::new(b.finish())
+            FieldType::Int => ColumnBuilder::Int(Int32Builder::with_capacity(capacity)),
+            FieldType::Double => ColumnBuilder::Double(Float64Builder::with_capacity(capacity)),
+            FieldType::Timestamp => {
+                ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"))
+            }
         }
-        FieldType::Double => {
-            let mut b = Float64Builder::new();
-            for v in values {
-                b.append_option(match v {
-                    Some(AvroValue::Double(d)) => Some(*d),
-                    Some(AvroValue::Float(f)) => Some(f64::from(*f)),
-                    _ => None,
-                });
+    }
+
+    /// Appends a cell; one of another type than the column's is NULL.
+    fn append(&mut self, cell: Cell<'_>) {
+        match (self, cell) {
+            (ColumnBuilder::Text(b), Cell::Text(s)) => b.append_value(s),
+            (ColumnBuilder::Text(b), Cell::Uuid(u)) => {
+                b.append_value(u.hyphenated().encode_lower(&mut Uuid::encode_buffer()))
             }
-            Arc::new(b.finish())
+            (ColumnBuilder::Int(b), Cell::Int(i)) => b.append_value(i),
+            (ColumnBuilder::Double(b), Cell::Double(d)) => b.append_value(d),
+            (ColumnBuilder::Timestamp(b), Cell::Timestamp(t)) => b.append_value(t),
+            (ColumnBuilder::Text(b), _) => b.append_null(),
+            (ColumnBuilder::Int(b), _) => b.append_null(),
+            (ColumnBuilder::Double(b), _) => b.append_null(),
+            (ColumnBuilder::Timestamp(b), _) => b.append_null(),
         }
-        FieldType::Timestamp => {
-            let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-            for v in values {
-                b.append_option(match v {
-                    Some(AvroValue::TimestampMicros(t) | AvroValue::Long(t)) => Some(*t),
-                    Some(AvroValue::TimestampMillis(t)) => t.checked_mul(1000),
-                    _ => None,
-                });
-            }
-            Arc::new(b.finish())
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int(b) => Arc::new(b.finish()),
+            ColumnBuilder::Double(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
         }
     }
 }
 
-/// Builds the input batch of the transform.
-pub fn to_batch(messages: &[Message]) -> Result<RecordBatch, ArrowError> {
-    let mut columns: Vec<ArrayRef> = UserEvent::FIELDS.iter().map(|f| column(f.ty, f.name, messages)).collect();
-    let mut keys = StringBuilder::new();
-    let mut values = BinaryBuilder::new();
-    let mut partitions = Int32Builder::new();
-    let mut offsets = Int64Builder::new();
-    let mut errors = StringBuilder::new();
-    for m in messages {
-        keys.append_option(m.key.as_deref());
-        values.append_value(&m.value);
-        partitions.append_value(m.partition);
-        offsets.append_value(m.offset);
-        errors.append_option(m.event.as_ref().err());
+/// What one message contributes to the event columns.
+pub enum Event<'a> {
+    /// Fields decoded straight from the datum ([`pipeline_core::model::decode_avro_fields`]).
+    Cells(&'a [Cell<'a>]),
+    /// A record decoded (and resolved) by apache-avro.
+    Value(&'a AvroValue),
+    /// Not decodable: the event columns are NULL and `decode_error` says why.
+    Error(&'a str),
+}
+
+/// Builds the transform's input batch one message at a time.
+pub struct InputBuilder {
+    events: Vec<ColumnBuilder>,
+    keys: StringBuilder,
+    values: BinaryBuilder,
+    partitions: Int32Builder,
+    offsets: Int64Builder,
+    errors: StringBuilder,
+}
+
+impl InputBuilder {
+    pub fn with_capacity(capacity: usize) -> Self {
+        InputBuilder {
+            events: UserEvent::FIELDS.iter().map(|f| ColumnBuilder::new(f.ty, capacity)).collect(),
+            keys: StringBuilder::with_capacity(capacity, capacity * 36),
+            values: BinaryBuilder::with_capacity(capacity, capacity * 400),
+            partitions: Int32Builder::with_capacity(capacity),
+            offsets: Int64Builder::with_capacity(capacity),
+            errors: StringBuilder::new(),
+        }
     }
-    columns.push(Arc::new(keys.finish()));
-    columns.push(Arc::new(values.finish()));
-    columns.push(Arc::new(partitions.finish()));
-    columns.push(Arc::new(offsets.finish()));
-    columns.push(Arc::new(errors.finish()));
-    RecordBatch::try_new(input_schema(), columns)
+
+    pub fn push(&mut self, key: Option<&str>, value: &[u8], partition: i32, offset: i64, event: Event<'_>) {
+        match event {
+            Event::Cells(cells) => {
+                for (column, cell) in self.events.iter_mut().zip(cells) {
+                    column.append(*cell);
+                }
+                self.errors.append_null();
+            }
+            Event::Value(record) => {
+                for (column, f) in self.events.iter_mut().zip(UserEvent::FIELDS) {
+                    column.append(avro_cell(f.ty, field(record, f.name)));
+                }
+                self.errors.append_null();
+            }
+            Event::Error(reason) => {
+                for column in &mut self.events {
+                    column.append(Cell::Null);
+                }
+                self.errors.append_value(reason);
+            }
+        }
+        self.keys.append_option(key);
+        self.values.append_value(value);
+        self.partitions.append_value(partition);
+        self.offsets.append_value(offset);
+    }
+
+    pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
+        let mut columns: Vec<ArrayRef> = self.events.iter_mut().map(ColumnBuilder::finish).collect();
+        columns.push(Arc::new(self.keys.finish()));
+        columns.push(Arc::new(self.values.finish()));
+        columns.push(Arc::new(self.partitions.finish()));
+        columns.push(Arc::new(self.offsets.finish()));
+        columns.push(Arc::new(self.errors.finish()));
+        RecordBatch::try_new(input_schema(), columns)
+    }
+}
+
+/// Builds the input batch of the transform from messages decoded by apache-avro.
+pub fn to_batch(messages: &[Message]) -> Result<RecordBatch, ArrowError> {
+    let mut builder = InputBuilder::with_capacity(messages.len());
+    for m in messages {
+        let event = match &m.event {
+            Ok(record) => Event::Value(record),
+            Err(reason) => Event::Error(reason),
+        };
+        builder.push(m.key.as_deref(), &m.value, m.partition, m.offset, event);
+    }
+    builder.finish()
 }
 
 #[cfg(test)]
@@ -179,5 +256,25 @@ pub(crate) mod tests {
         let err = batch.column_by_name("decode_error").expect("column");
         assert!(err.is_null(0) && err.is_valid(1));
         assert!(batch.column_by_name("state").expect("column").is_null(0), "a null union stays null");
+    }
+
+    #[test]
+    fn direct_decoding_builds_the_same_batch_as_apache_avro() {
+        let events = [
+            sample("7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "o@x.ua"),
+            UserEvent { latitude: None, dob: None, nat: None, ..sample("00000000-0000-4000-8000-000000000001", "a@b") },
+        ];
+        let schema = apache_avro::Schema::parse(&pipeline_core::model::event_avro_schema()).expect("schema");
+        let mut direct = InputBuilder::with_capacity(2);
+        let mut reference = InputBuilder::with_capacity(2);
+        for (i, event) in events.iter().enumerate() {
+            let mut datum = Vec::new();
+            event.encode_avro(&mut datum);
+            let cells = pipeline_core::model::decode_avro_fields(UserEvent::FIELDS, &datum).expect("decode");
+            direct.push(Some("k"), &datum, 0, i as i64, Event::Cells(&cells));
+            let value = apache_avro::from_avro_datum(&schema, &mut datum.as_slice(), None).expect("decode");
+            reference.push(Some("k"), &datum, 0, i as i64, Event::Value(&value));
+        }
+        assert_eq!(direct.finish().expect("batch"), reference.finish().expect("batch"));
     }
 }

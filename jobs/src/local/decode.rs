@@ -22,10 +22,12 @@ impl Decoder {
         Ok(Decoder { registry, reader, writers: HashMap::new() })
     }
 
-    /// `Ok(Ok(record))`, `Ok(Err(reason))` for a message to dead-letter, or `Err` when the
-    /// registry is unreachable (retry later: the message is not at fault).
-    pub async fn decode(&mut self, value: Option<&[u8]>) -> Result<Result<AvroValue, String>, RegistryError> {
-        let Some(value) = value else { return Ok(Err("empty value".into())) };
+    /// `Ok(Ok(payload))`, `Ok(Err(reason))` for a message to dead-letter, or `Err` when the
+    /// registry is unreachable (retry later: the message is not at fault). A value written
+    /// with the event schema itself comes back undecoded ([`Payload::Native`]), for
+    /// [`pipeline_core::model::decode_avro_fields`] to read straight into columns.
+    pub async fn resolve<'v>(&mut self, value: Option<&'v [u8]>) -> Result<Result<Payload<'v>, String>, RegistryError> {
+        let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(Err("empty value".into())) };
         let (id, payload) = match unframe(value) {
             Ok(v) => v,
             Err(e) => return Ok(Err(e.to_string())),
@@ -33,7 +35,7 @@ impl Decoder {
         if !self.writers.contains_key(&id) {
             let writer = match self.registry.schema_by_id(id).await {
                 Ok(text) => match Schema::parse_str(&text) {
-                    // Same schema as the reader: decode without resolution (faster).
+                    // Same schema as the reader: no resolution needed.
                     Ok(s) if s.canonical_form() == self.reader.canonical_form() => Ok(None),
                     Ok(s) => Ok(Some(s)),
                     Err(e) => Err(format!("schema id {id} does not parse: {e}")),
@@ -44,18 +46,45 @@ impl Decoder {
             self.writers.insert(id, writer);
         }
         let writer = match &self.writers[&id] {
-            Ok(w) => w.as_ref(),
+            Ok(None) => return Ok(Ok(Payload::Native { schema_id: id, datum: payload })),
+            Ok(Some(w)) => w,
             Err(reason) => return Ok(Err(reason.clone())),
         };
         let mut rest = payload;
-        let decoded = match writer {
-            None => apache_avro::from_avro_datum(&self.reader, &mut rest, None),
-            Some(w) => apache_avro::from_avro_datum(w, &mut rest, Some(&self.reader)),
-        };
-        Ok(match decoded {
-            Ok(_) if !rest.is_empty() => Err(format!("{} trailing byte(s) after the Avro record", rest.len())),
-            Ok(record) => Ok(record),
-            Err(e) => Err(format!("undecodable Avro payload for schema id {id}: {e}")),
+        Ok(finish(id, apache_avro::from_avro_datum(writer, &mut rest, Some(&self.reader)), rest).map(Payload::Resolved))
+    }
+
+    /// Like [`Decoder::resolve`], with native payloads decoded by apache-avro too.
+    pub async fn decode(&mut self, value: Option<&[u8]>) -> Result<Result<AvroValue, String>, RegistryError> {
+        Ok(match self.resolve(value).await? {
+            Ok(Payload::Native { schema_id, datum }) => {
+                let mut rest = datum;
+                finish(schema_id, apache_avro::from_avro_datum(&self.reader, &mut rest, None), rest)
+            }
+            Ok(Payload::Resolved(record)) => Ok(record),
+            Err(reason) => Err(reason),
         })
     }
+}
+
+/// A framed value whose writer schema is known.
+pub enum Payload<'v> {
+    /// Written with the engine's event schema: the bare Avro datum.
+    Native { schema_id: u32, datum: &'v [u8] },
+    /// Written with another schema, decoded and resolved to the event schema.
+    Resolved(AvroValue),
+}
+
+/// An apache-avro decoding outcome as a record or a dead-letter reason.
+fn finish(id: u32, decoded: apache_avro::AvroResult<AvroValue>, rest: &[u8]) -> Result<AvroValue, String> {
+    match decoded {
+        Ok(_) if !rest.is_empty() => Err(format!("{} trailing byte(s) after the Avro record", rest.len())),
+        Ok(record) => Ok(record),
+        Err(e) => Err(undecodable(id, e)),
+    }
+}
+
+/// The dead-letter reason of a payload that does not decode with its schema.
+pub fn undecodable(id: u32, reason: impl std::fmt::Display) -> String {
+    format!("undecodable Avro payload for schema id {id}: {reason}")
 }

@@ -11,13 +11,14 @@ pub mod decode;
 pub mod metrics;
 pub mod sink;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
 use datafusion::prelude::SessionContext;
+use pipeline_core::model::{decode_avro_fields, UserEvent};
 use pipeline_core::registry::{RegistryClient, RegistryError};
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_core::Config;
@@ -29,9 +30,9 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
-use crate::events::{to_batch, Message};
+use crate::events::{Event, InputBuilder, Message};
 use crate::transform::{transform_sql, Engine, INPUT_VIEW};
-use decode::Decoder;
+use decode::{undecodable, Decoder, Payload};
 use sink::{to_cql_rows, CassandraSink, SinkError};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub struct LocalSummary {
     pub written: u64,
     pub dead_lettered: u64,
     pub batches: u64,
+    /// Time from the start of the run to the last offset commit (`--until-idle` then still
+    /// waits out `local.idle_timeout_ms` before it returns).
+    pub last_commit_after: Option<Duration>,
 }
 
 /// Partitions revoked by a rebalance since the loop last looked.
@@ -90,6 +94,7 @@ type EngineConsumer = StreamConsumer<EngineContext>;
 
 /// Runs the local engine until shutdown, `until_idle` or `max_records`.
 pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToken) -> Result<LocalSummary, LocalError> {
+    let run_started = Instant::now();
     let local = &config.local;
     let sink = Arc::new(CassandraSink::connect(&config.cassandra, local).await?);
     let mut decoder = Decoder::new(RegistryClient::new(&config.registry.url)?).map_err(LocalError::Transform)?;
@@ -117,8 +122,11 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
     let mut summary = LocalSummary::default();
     let mut pending: Vec<Message> = Vec::with_capacity(local.batch_size);
     let mut last_record = Instant::now();
-    // At most one batch is being written while the next is prepared: order kept, memory bounded.
-    let mut in_flight: Option<JoinHandle<Result<Delivered, LocalError>>> = None;
+    // Up to MAX_BATCHES_IN_FLIGHT batches are written at once (sharing the sink's write
+    // permits, so the next batch's writes fill the slots the last rows of the previous one
+    // leave) while the next is prepared; they settle and commit in order. Memory is bounded.
+    let mut in_flight: VecDeque<JoinHandle<Result<Delivered, LocalError>>> = VecDeque::new();
+    let settler = Settler { consumer: &consumer, topic: &config.kafka.topic, started: run_started };
     tracing::info!(topic = %config.kafka.topic, group = %local.group_id, "local engine running");
 
     loop {
@@ -135,7 +143,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
                         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         partition: m.partition(),
                         offset: m.offset(),
-                        event: Err(String::new()),
+                        event: Err(String::new()), // decoded in prepare(), straight into columns
                     });
                     last_record = Instant::now();
                     if opts.max_records.is_some_and(|max| summary.consumed + pending.len() as u64 >= max) {
@@ -151,17 +159,19 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
             // CPU work on this batch overlaps the writes of the previous one.
             let started = Instant::now();
             let prepared = prepare(&ctx, &sql, &mut decoder, std::mem::take(&mut pending)).await?;
-            settle(in_flight.take(), &consumer, &config.kafka.topic, &mut summary).await?;
+            let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
+            settler.settle_until(&mut in_flight, MAX_BATCHES_IN_FLIGHT - 1, &mut summary).await?;
+            tracing::trace!(prepare_ms, wait_ms = started.elapsed().as_secs_f64() * 1e3 - prepare_ms, "batch prepared");
             let (sink, producer, topic, stop) =
                 (sink.clone(), dead_letters.clone(), config.kafka.dead_letter_topic.clone(), shutdown.clone());
-            in_flight = Some(tokio::spawn(async move {
+            in_flight.push_back(tokio::spawn(async move {
                 let delivered = deliver(&sink, &producer, &topic, prepared, &stop).await;
                 metrics::batch_latency(started.elapsed());
                 delivered
             }));
         } else {
-            // Nothing new: let the batch in flight finish so its offsets are committed.
-            settle(in_flight.take(), &consumer, &config.kafka.topic, &mut summary).await?;
+            // Nothing new: let the batches in flight finish so their offsets are committed.
+            settler.settle_until(&mut in_flight, 0, &mut summary).await?;
         }
         if stopping || shutdown.is_cancelled() {
             break;
@@ -170,14 +180,14 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
             break;
         }
         if opts.until_idle
-            && in_flight.is_none()
+            && in_flight.is_empty()
             && last_record.elapsed() >= idle_timeout
             && caught_up(&consumer, &config.kafka.topic)?
         {
             break;
         }
     }
-    settle(in_flight.take(), &consumer, &config.kafka.topic, &mut summary).await?;
+    settler.settle_until(&mut in_flight, 0, &mut summary).await?;
     tracing::info!(?summary, "local engine stopped");
     Ok(summary)
 }
@@ -225,25 +235,43 @@ struct Delivered {
 }
 
 /// Decode -> Arrow -> the transform on DataFusion -> CQL rows and dead letters.
+///
+/// Values written with the event schema itself (the usual case) are decoded straight into the
+/// Arrow builders; others are resolved by apache-avro first.
 async fn prepare(
     ctx: &SessionContext,
     sql: &str,
     decoder: &mut Decoder,
-    mut batch: Vec<Message>,
+    batch: Vec<Message>,
 ) -> Result<Prepared, LocalError> {
     let consumed = batch.len();
     let mut next_offsets: HashMap<i32, i64> = HashMap::new();
     let mut decoded = 0;
-    for m in &mut batch {
+    let mut input = InputBuilder::with_capacity(batch.len());
+    for m in &batch {
         let next = next_offsets.entry(m.partition).or_insert(0);
         *next = (*next).max(m.offset + 1);
-        let value = (!m.value.is_empty()).then_some(m.value.as_slice());
-        m.event = decoder.decode(value).await?;
-        decoded += usize::from(m.event.is_ok());
+        let push = |input: &mut InputBuilder, event: Event<'_>| {
+            input.push(m.key.as_deref(), &m.value, m.partition, m.offset, event);
+        };
+        match decoder.resolve(Some(&m.value)).await? {
+            Ok(Payload::Native { schema_id, datum }) => match decode_avro_fields(UserEvent::FIELDS, datum) {
+                Ok(cells) => {
+                    decoded += 1;
+                    push(&mut input, Event::Cells(&cells));
+                }
+                Err(reason) => push(&mut input, Event::Error(&undecodable(schema_id, reason))),
+            },
+            Ok(Payload::Resolved(record)) => {
+                decoded += 1;
+                push(&mut input, Event::Value(&record));
+            }
+            Err(reason) => push(&mut input, Event::Error(&reason)),
+        }
     }
     metrics::decoded(decoded);
 
-    let input = to_batch(&batch).map_err(|e| LocalError::Transform(e.to_string()))?;
+    let input = input.finish().map_err(|e| LocalError::Transform(e.to_string()))?;
     let _ = ctx.deregister_table(INPUT_VIEW);
     ctx.register_batch(INPUT_VIEW, input).map_err(|e| LocalError::Transform(e.to_string()))?;
     let output = ctx
@@ -287,34 +315,62 @@ async fn deliver(
 ) -> Result<Delivered, LocalError> {
     let Prepared { consumed, rows, dead, next_offsets } = prepared;
     let written = rows.len();
+    let started = Instant::now();
     sink.write(rows, shutdown).await?;
+    tracing::trace!(written, write_ms = started.elapsed().as_secs_f64() * 1e3, "batch written");
     metrics::written(written);
     let dead_lettered = send_dead_letters(producer, dead_letter_topic, &dead).await?;
     Ok(Delivered { consumed, written, dead_lettered, next_offsets })
 }
 
-/// Waits for the batch in flight, then commits its offsets and counts it.
-async fn settle(
-    in_flight: Option<JoinHandle<Result<Delivered, LocalError>>>,
-    consumer: &EngineConsumer,
-    topic: &str,
-    summary: &mut LocalSummary,
-) -> Result<(), LocalError> {
-    let Some(handle) = in_flight else { return Ok(()) };
-    let delivered = handle.await.map_err(|e| LocalError::Transform(format!("the write task failed: {e}")))??;
-    commit(consumer, topic, &delivered.next_offsets)?;
-    summary.consumed += delivered.consumed as u64;
-    summary.written += delivered.written as u64;
-    summary.dead_lettered += delivered.dead_lettered as u64;
-    summary.batches += 1;
-    metrics::consumed(delivered.consumed);
-    tracing::debug!(
-        records = delivered.consumed,
-        written = delivered.written,
-        dead = delivered.dead_lettered,
-        "batch committed"
-    );
-    Ok(())
+/// Batches written at once (the oldest settles before another starts).
+const MAX_BATCHES_IN_FLIGHT: usize = 2;
+
+/// Settles written batches: commits their offsets and counts them.
+struct Settler<'a> {
+    consumer: &'a EngineConsumer,
+    topic: &'a str,
+    started: Instant,
+}
+
+impl Settler<'_> {
+    /// Settles the oldest batches until at most `keep` are in flight.
+    async fn settle_until(
+        &self,
+        in_flight: &mut VecDeque<JoinHandle<Result<Delivered, LocalError>>>,
+        keep: usize,
+        summary: &mut LocalSummary,
+    ) -> Result<(), LocalError> {
+        while in_flight.len() > keep {
+            if let Some(oldest) = in_flight.pop_front() {
+                self.settle(oldest, summary).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for a batch in flight, then commits its offsets and counts it.
+    async fn settle(
+        &self,
+        handle: JoinHandle<Result<Delivered, LocalError>>,
+        summary: &mut LocalSummary,
+    ) -> Result<(), LocalError> {
+        let delivered = handle.await.map_err(|e| LocalError::Transform(format!("the write task failed: {e}")))??;
+        commit(self.consumer, self.topic, &delivered.next_offsets)?;
+        summary.last_commit_after = Some(self.started.elapsed());
+        summary.consumed += delivered.consumed as u64;
+        summary.written += delivered.written as u64;
+        summary.dead_lettered += delivered.dead_lettered as u64;
+        summary.batches += 1;
+        metrics::consumed(delivered.consumed);
+        tracing::debug!(
+            records = delivered.consumed,
+            written = delivered.written,
+            dead = delivered.dead_lettered,
+            "batch committed"
+        );
+        Ok(())
+    }
 }
 
 /// (partition, offset, reason) of every refused record of a transform output.

@@ -14,6 +14,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue};
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -66,6 +67,8 @@ pub struct CassandraSink {
     session: Arc<Session>,
     insert: PreparedStatement,
     max_in_flight: usize,
+    /// Shared by every batch being written: at most `max_in_flight` requests at once overall.
+    permits: Arc<Semaphore>,
     backoff_base: Duration,
     backoff_max: Duration,
 }
@@ -93,13 +96,15 @@ impl CassandraSink {
             session: Arc::new(session),
             insert,
             max_in_flight: local.max_in_flight,
+            permits: Arc::new(Semaphore::new(local.max_in_flight.max(1))),
             backoff_base: Duration::from_millis(local.retry_backoff_base_ms),
             backoff_max: Duration::from_millis(local.retry_backoff_max_ms),
         })
     }
 
-    /// Writes every row, `max_in_flight` at a time; a failed write is retried with backoff
-    /// until it succeeds. Returns once all rows are written, or an error on shutdown.
+    /// Writes every row, at most `max_in_flight` at a time across every batch being written; a
+    /// failed write is retried with backoff (its permit released meanwhile) until it succeeds.
+    /// Returns once all rows are written, or an error on shutdown.
     pub async fn write(&self, rows: Vec<CqlRow>, shutdown: &CancellationToken) -> Result<(), SinkError> {
         stream::iter(rows.into_iter().map(Ok))
             .try_for_each_concurrent(self.max_in_flight, |row| self.write_one(row, shutdown))
@@ -111,7 +116,11 @@ impl CassandraSink {
         let mut attempt: u64 = 0;
         loop {
             attempt += 1;
-            match self.session.execute_unpaged(&self.insert, &row).await {
+            let outcome = {
+                let _permit = self.permits.acquire().await.map_err(|_| SinkError::ShuttingDown)?;
+                self.session.execute_unpaged(&self.insert, &row).await
+            };
+            match outcome {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     crate::local::metrics::write_retry();
