@@ -1,5 +1,6 @@
 //! The producer loop: recover the outbox, then fetch -> normalise -> audit -> publish -> mark.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,8 @@ pub enum ProducerError {
     Source(#[from] SourceError),
     #[error("{0}")]
     Options(String),
+    #[error("{0}")]
+    Task(String),
 }
 
 /// Registers the event schema (idempotent) and sets the subject's compatibility; returns the id.
@@ -120,29 +123,43 @@ pub async fn run(
 
     let source = build_source(config, opts.source, opts.seed)?;
     let (batches, mut prepared) = mpsc::channel(1);
-    let fetcher = tokio::spawn(fetch_loop(source, opts, schema_id, shutdown, batches));
+    // Cancelled on shutdown (the batches already fetched still drain) and on any failure
+    // here, so the fetch task never outlives the run.
+    let stop_fetching = shutdown.child_token();
+    let fetcher = tokio::spawn(fetch_loop(source, opts, schema_id, stop_fetching.clone(), batches));
     let mut in_flight: Option<JoinHandle<Result<usize, ProducerError>>> = None;
     let mut failure = None;
     while let Some(batch) = prepared.recv().await {
-        let rows = match batch {
+        let audited = match batch {
             Ok(batch) => audit(&store, publisher.topic(), batch, &mut summary).await,
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
-        let rows = match rows {
+        let rows = match audited {
             Ok(rows) => rows,
             Err(e) => {
                 failure = Some(e);
                 break;
             }
         };
-        finish(in_flight.take(), &mut summary, progress.as_ref()).await?;
+        if let Err(e) = finish(in_flight.take(), &mut summary, progress.as_ref()).await {
+            failure = Some(e);
+            break;
+        }
         let (marks, publisher) = (marks.clone(), publisher.clone());
         in_flight = Some(tokio::spawn(async move { publish_rows(&marks, &publisher, &rows).await }));
     }
+    stop_fetching.cancel();
     drop(prepared);
-    finish(in_flight.take(), &mut summary, progress.as_ref()).await?;
-    summary.fetch_failures +=
-        fetcher.await.map_err(|e| ProducerError::Options(format!("the fetch task failed: {e}")))?;
+    // The first error wins; the batch in flight and the fetch task are waited for regardless.
+    if let Err(e) = finish(in_flight.take(), &mut summary, progress.as_ref()).await {
+        failure.get_or_insert(e);
+    }
+    match fetcher.await {
+        Ok(failures) => summary.fetch_failures += failures,
+        Err(e) => {
+            failure.get_or_insert(ProducerError::Task(format!("the fetch task failed: {e}")));
+        }
+    }
     let _ = publisher.flush(Duration::from_secs(10));
     summary.elapsed = started.elapsed();
     match failure {
@@ -158,6 +175,8 @@ struct Prepared {
     fetched_at: DateTime<Utc>,
     records: Vec<AuditRecord>,
     rejected: Vec<(String, String)>,
+    /// Ids repeated within the fetch (dropped here).
+    duplicates: usize,
 }
 
 /// The first stage: fetches batches (paced by the rate or the interval), prepares them off the
@@ -168,7 +187,7 @@ async fn fetch_loop(
     opts: ProduceOptions,
     schema_id: u32,
     shutdown: CancellationToken,
-    batches: mpsc::Sender<Result<Prepared, SourceError>>,
+    batches: mpsc::Sender<Result<Prepared, ProducerError>>,
 ) -> u64 {
     let pacing_start = Instant::now();
     let mut fetched_total: u64 = 0;
@@ -193,11 +212,12 @@ async fn fetch_loop(
                 fetched_total += (fetched.users.len() + fetched.rejected.len()).max(1) as u64;
                 let name = source.name();
                 let tick = Instant::now();
-                let Ok(batch) = tokio::task::spawn_blocking(move || prepare(name, fetched, schema_id)).await else {
-                    break;
-                };
+                let batch = tokio::task::spawn_blocking(move || prepare(name, fetched, schema_id))
+                    .await
+                    .map_err(|e| ProducerError::Task(format!("preparing a batch failed: {e}")));
                 metrics::stage_latency("prepare", tick.elapsed());
-                if batches.send(Ok(batch)).await.is_err() {
+                let failed = batch.is_err();
+                if batches.send(batch).await.is_err() || failed {
                     break;
                 }
             }
@@ -208,7 +228,7 @@ async fn fetch_loop(
                 failures += 1;
             }
             Err(e) => {
-                let _ = batches.send(Err(e)).await;
+                let _ = batches.send(Err(e.into())).await;
                 break;
             }
         }
@@ -233,8 +253,13 @@ fn prepare(source: &'static str, fetched: source::Fetched, schema_id: u32) -> Pr
     let fetched_count = fetched.users.len();
     let mut rejected: Vec<(String, String)> = fetched.rejected.into_iter().map(|r| (r.reason, r.payload)).collect();
     let mut records = Vec::with_capacity(fetched_count);
+    let mut seen = HashSet::with_capacity(fetched_count);
+    let mut duplicates = 0;
     for user in fetched.users {
         match normalize(user, source, fetched.fetched_at, produced_at) {
+            // The same id twice in one fetch: the first copy is audited (and the halves audited
+            // on two connections never race for one id).
+            Ok(n) if !seen.insert(n.event.id) => duplicates += 1,
             Ok(n) => records.push(AuditRecord {
                 user_id: n.event.id,
                 source,
@@ -246,7 +271,7 @@ fn prepare(source: &'static str, fetched: source::Fetched, schema_id: u32) -> Pr
             Err(refused) => rejected.push((refused.reason, refused.payload.to_string())),
         }
     }
-    Prepared { source, fetched: fetched_count, fetched_at: fetched.fetched_at, records, rejected }
+    Prepared { source, fetched: fetched_count, fetched_at: fetched.fetched_at, records, rejected, duplicates }
 }
 
 /// Audits one prepared batch (rejections too), in two halves on two connections; returns the
@@ -258,7 +283,7 @@ async fn audit(
     batch: Prepared,
     summary: &mut Summary,
 ) -> Result<Vec<OutboxRow>, ProducerError> {
-    let Prepared { source, fetched, fetched_at, records, rejected } = batch;
+    let Prepared { source, fetched, fetched_at, records, rejected, duplicates: repeated } = batch;
     summary.fetched += fetched as u64;
     summary.rejected += rejected.len() as u64;
     metrics::fetched(source, fetched);
@@ -275,7 +300,7 @@ async fn audit(
     let mut rows = a?;
     rows.extend(b?);
     metrics::stage_latency("audit", tick.elapsed());
-    let duplicates = accepted - rows.len();
+    let duplicates = accepted - rows.len() + repeated;
     summary.audited += rows.len() as u64;
     summary.duplicates += duplicates as u64;
     metrics::audited(rows.len());
@@ -290,7 +315,7 @@ async fn finish(
     progress: Option<&ProgressBar>,
 ) -> Result<(), ProducerError> {
     let Some(handle) = in_flight else { return Ok(()) };
-    match handle.await.map_err(|e| ProducerError::Options(format!("the publish task failed: {e}")))? {
+    match handle.await.map_err(|e| ProducerError::Task(format!("the publish task failed: {e}")))? {
         Ok(n) => {
             summary.published += n as u64;
             if let Some(bar) = progress {
@@ -369,4 +394,30 @@ async fn publish_rows(store: &AuditStore, publisher: &Publisher, rows: &[OutboxR
         return Err(err.into());
     }
     Ok(outcome.published.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_keeps_the_first_copy_of_a_repeated_id_and_rejects_with_reasons() {
+        let response: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/randomuser_v1_4.json")).expect("fixture");
+        let users = response["results"].as_array().expect("results").clone();
+        let mut bad = users[1].clone();
+        bad["email"] = serde_json::json!("no-at-sign");
+        let fetched = source::Fetched {
+            users: vec![users[0].clone(), users[1].clone(), users[0].clone(), bad],
+            rejected: Vec::new(),
+            fetched_at: Utc::now(),
+        };
+        let batch = prepare("randomuser", fetched, 7);
+        assert_eq!((batch.fetched, batch.records.len(), batch.duplicates, batch.rejected.len()), (4, 2, 1, 1));
+        assert_eq!(batch.records[0].user_id.to_string(), users[0]["login"]["uuid"].as_str().unwrap_or_default());
+        assert_eq!(&batch.records[0].kafka_value[..5], &[0, 0, 0, 0, 7], "registry framing with the schema id");
+        assert!(batch.rejected[0].0.contains("email"));
+        assert!(!batch.rejected[0].1.contains("password"), "credentials stripped from rejected payloads");
+        assert!(!batch.records[0].payload.contains("\"salt\""));
+    }
 }

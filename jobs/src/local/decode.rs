@@ -12,14 +12,16 @@ use pipeline_core::registry::{unframe, RegistryClient, RegistryError};
 pub struct Decoder {
     registry: RegistryClient,
     reader: Schema,
+    reader_json: serde_json::Value,
     /// Writer schemas by id; `Err` caches "unknown id" and "does not parse" answers.
     writers: HashMap<u32, Result<Option<Schema>, String>>,
 }
 
 impl Decoder {
     pub fn new(registry: RegistryClient) -> Result<Decoder, String> {
-        let reader = Schema::parse(&event_avro_schema()).map_err(|e| format!("event schema: {e}"))?;
-        Ok(Decoder { registry, reader, writers: HashMap::new() })
+        let reader_json = event_avro_schema();
+        let reader = Schema::parse(&reader_json).map_err(|e| format!("event schema: {e}"))?;
+        Ok(Decoder { registry, reader, reader_json, writers: HashMap::new() })
     }
 
     /// `Ok(Ok(payload))`, `Ok(Err(reason))` for a message to dead-letter, or `Err` when the
@@ -35,14 +37,26 @@ impl Decoder {
         if !self.writers.contains_key(&id) {
             let writer = match self.registry.schema_by_id(id).await {
                 Ok(text) => match Schema::parse_str(&text) {
-                    // Same schema as the reader: no resolution needed.
-                    Ok(s) if s.canonical_form() == self.reader.canonical_form() => Ok(None),
+                    // The event schema itself (compared as JSON: Avro's canonical form drops
+                    // logical types, and timestamp-millis must not pass for micros): no
+                    // resolution needed.
+                    Ok(_)
+                        if serde_json::from_str::<serde_json::Value>(&text).ok().as_ref()
+                            == Some(&self.reader_json) =>
+                    {
+                        Ok(None)
+                    }
                     Ok(s) => Ok(Some(s)),
                     Err(e) => Err(format!("schema id {id} does not parse: {e}")),
                 },
                 Err(RegistryError::UnknownId(_)) => Err(format!("unknown schema id {id}")),
                 Err(e) => return Err(e),
             };
+            match &writer {
+                Ok(None) => tracing::debug!(id, "writer schema is the event schema: decoding straight into columns"),
+                Ok(Some(_)) => tracing::info!(id, "writer schema differs from the event schema: resolving each record"),
+                Err(reason) => tracing::warn!(id, %reason, "writer schema unusable: its records are dead-lettered"),
+            }
             self.writers.insert(id, writer);
         }
         let writer = match &self.writers[&id] {

@@ -126,6 +126,8 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
     // permits, so the next batch's writes fill the slots the last rows of the previous one
     // leave) while the next is prepared; they settle and commit in order. Memory is bounded.
     let mut in_flight: VecDeque<JoinHandle<Result<Delivered, LocalError>>> = VecDeque::new();
+    // Records handed to the writers, settled or not (what `--max-records` counts).
+    let mut dispatched: u64 = 0;
     let settler = Settler { consumer: &consumer, topic: &config.kafka.topic, started: run_started };
     tracing::info!(topic = %config.kafka.topic, group = %local.group_id, "local engine running");
 
@@ -146,7 +148,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
                         event: Err(String::new()), // decoded in prepare(), straight into columns
                     });
                     last_record = Instant::now();
-                    if opts.max_records.is_some_and(|max| summary.consumed + pending.len() as u64 >= max) {
+                    if opts.max_records.is_some_and(|max| dispatched + pending.len() as u64 >= max) {
                         break;
                     }
                 }
@@ -162,6 +164,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
             let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
             settler.settle_until(&mut in_flight, MAX_BATCHES_IN_FLIGHT - 1, &mut summary).await?;
             tracing::trace!(prepare_ms, wait_ms = started.elapsed().as_secs_f64() * 1e3 - prepare_ms, "batch prepared");
+            dispatched += prepared.consumed as u64;
             let (sink, producer, topic, stop) =
                 (sink.clone(), dead_letters.clone(), config.kafka.dead_letter_topic.clone(), shutdown.clone());
             in_flight.push_back(tokio::spawn(async move {
@@ -176,7 +179,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
         if stopping || shutdown.is_cancelled() {
             break;
         }
-        if opts.max_records.is_some_and(|max| summary.consumed >= max) {
+        if opts.max_records.is_some_and(|max| dispatched >= max) {
             break;
         }
         if opts.until_idle
