@@ -28,7 +28,7 @@ use pipeline_jobs::local::sink::{to_cql_rows, CqlRow};
 use pipeline_jobs::local::{run as run_local, LocalOptions};
 use pipeline_jobs::transform::{transform_sql, Engine, INPUT_VIEW};
 use pipeline_producer::{run as produce, ProduceOptions};
-use pipeline_testkit::{create_topic, isolated, read_topic};
+use pipeline_testkit::{alternating_turns, create_topic, isolated, listed, mean, read_topic};
 use scylla::client::session::Session;
 
 fn records() -> u64 {
@@ -119,31 +119,27 @@ async fn main() {
     raw_insert(&db, &cfg.cassandra.keyspace, "raw_warmup", &rows, in_flight).await;
 
     // (a) and (b) in alternating order, so neither always follows the other's compactions.
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let (mut engine_rates, mut raw_rates) = (Vec::new(), Vec::new());
     let base_group = cfg.local.group_id.clone();
-    for round in 0..rounds {
-        for engine_turn in if round % 2 == 0 { [true, false] } else { [false, true] } {
-            if engine_turn {
-                // A fresh consumer group reads the whole topic again.
-                cfg.local.group_id = format!("{base_group}-{round}");
-                let summary =
-                    run_local(&cfg, LocalOptions { until_idle: true, max_records: None }, CancellationToken::new())
-                        .await
-                        .expect("engine");
-                assert_eq!(summary.written, n, "{summary:?}");
-                // Start-up (connections, group join) included; the idle wait after the last
-                // commit, which only detects the end, is not.
-                let secs = summary.last_commit_after.expect("committed").as_secs_f64();
-                engine_rates.push(n as f64 / secs);
-            } else {
-                let t = Instant::now();
-                raw_insert(&db, &cfg.cassandra.keyspace, "raw_ceiling", &rows, in_flight).await;
-                raw_rates.push(n as f64 / t.elapsed().as_secs_f64());
-            }
+    for (round, engine_turn) in alternating_turns(3) {
+        if engine_turn {
+            // A fresh consumer group reads the whole topic again.
+            cfg.local.group_id = format!("{base_group}-{round}");
+            let summary =
+                run_local(&cfg, LocalOptions { until_idle: true, max_records: None }, CancellationToken::new())
+                    .await
+                    .expect("engine");
+            assert_eq!(summary.written, n, "{summary:?}");
+            // Start-up (connections, group join) included; the idle wait after the last
+            // commit, which only detects the end, is not.
+            let secs = summary.last_commit_after.expect("committed").as_secs_f64();
+            engine_rates.push(n as f64 / secs);
+        } else {
+            let t = Instant::now();
+            raw_insert(&db, &cfg.cassandra.keyspace, "raw_ceiling", &rows, in_flight).await;
+            raw_rates.push(n as f64 / t.elapsed().as_secs_f64());
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let (engine_rate, raw_rate) = (mean(&engine_rates), mean(&raw_rates));
 
     // (c) the seed's approach: Python, one synchronous insert per message.
@@ -206,18 +202,17 @@ async fn main() {
 
     println!();
     println!("{:<58} {:>10}", "Kafka -> Cassandra", "rows/s");
-    let each = |v: &[f64]| v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
     println!(
         "{:<58} {:>10.0}   rounds: {}",
         "(a) local engine (decode + DataFusion + write + commit)",
         engine_rate,
-        each(&engine_rates)
+        listed(&engine_rates)
     );
     println!(
         "{:<58} {:>10.0}   rounds: {}",
         format!("(b) raw scylla insert loop, {in_flight} in flight"),
         raw_rate,
-        each(&raw_rates)
+        listed(&raw_rates)
     );
     println!("{:<58} {:>10.0}", format!("(c) seed approach: Python, 1 insert/message ({python_count})"), python_rate);
     println!();

@@ -23,7 +23,7 @@ use pipeline_producer::publish::Publisher;
 use pipeline_producer::source::synthetic::SyntheticSource;
 use pipeline_producer::source::Source;
 use pipeline_producer::{register_event_schema, run, ProduceOptions};
-use pipeline_testkit::{config, create_topic, unique};
+use pipeline_testkit::{alternating_turns, config, create_topic, listed, mean, unique};
 
 /// The same allocator as the `pipeline` binary.
 #[global_allocator]
@@ -98,19 +98,14 @@ async fn main() {
     // (3) the full path and (4) Kafka's own producer benchmark (same record size, acks and
     // compression), BENCH_ROUNDS times in alternating order: on 2 shared cores a run depends on
     // what ran just before it (JIT, page cache, log segments), so neither always goes first.
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let (mut full_rates, mut kafka_rates) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        for full_turn in if round % 2 == 0 { [true, false] } else { [false, true] } {
-            if full_turn {
-                full_rates.push(full_path(&mut cfg, n, batch).await);
-            } else {
-                kafka_rates.push(producer_performance(&cfg, n, record_size).await);
-            }
+    for (_, full_turn) in alternating_turns(2) {
+        if full_turn {
+            full_rates.push(full_path(&mut cfg, n, batch).await);
+        } else {
+            kafka_rates.push(producer_performance(&cfg, n, record_size).await);
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let each = |v: &[f64]| v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
     let (full_rate, kafka_rate) = (mean(&full_rates), mean(&kafka_rates));
 
     println!();
@@ -121,13 +116,13 @@ async fn main() {
         "{:<46} {:>12.0}   rounds: {}",
         "(3) synthetic -> PostgreSQL outbox -> Kafka",
         full_rate,
-        each(&full_rates)
+        listed(&full_rates)
     );
     println!(
         "{:<46} {:>12.0}   rounds: {}",
         format!("(4) Kafka ProducerPerformance, {record_size} B records"),
         kafka_rate,
-        each(&kafka_rates)
+        listed(&kafka_rates)
     );
     println!();
     println!("full path / Kafka's own benchmark (means) = {:.2} (goal >= 0.5)", full_rate / kafka_rate);

@@ -162,3 +162,26 @@ pub fn pipeline_env(config: &Config) -> Vec<(&'static str, String)> {
         ("RUST_LOG", "warn".into()),
     ]
 }
+
+/// The turns of a two-contender benchmark, BENCH_ROUNDS (or `default_rounds`) rounds long, in
+/// alternating order (A B, B A, A B...): on 2 shared cores a run depends on what ran just before
+/// it (JIT warm-up, compactions, page cache), so neither contender always goes first.
+/// `(round, true)` is A's turn.
+pub fn alternating_turns(default_rounds: usize) -> Vec<(usize, bool)> {
+    let rounds = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_rounds);
+    (0..rounds)
+        .flat_map(
+            |round| if round % 2 == 0 { [(round, true), (round, false)] } else { [(round, false), (round, true)] },
+        )
+        .collect()
+}
+
+/// The mean of benchmark results (0 for none).
+pub fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+/// Benchmark results as a comma-separated list of whole numbers.
+pub fn listed(values: &[f64]) -> String {
+    values.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ")
+}

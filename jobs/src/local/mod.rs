@@ -30,7 +30,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
-use crate::events::{Event, InputBuilder, Message};
+use crate::events::{Event, InputBuilder};
 use crate::transform::{transform_sql, Engine, INPUT_VIEW};
 use decode::{undecodable, Decoder, Payload};
 use sink::{to_cql_rows, CassandraSink, SinkError};
@@ -120,7 +120,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
     let batch_timeout = Duration::from_millis(local.batch_timeout_ms);
     let idle_timeout = Duration::from_millis(local.idle_timeout_ms);
     let mut summary = LocalSummary::default();
-    let mut pending: Vec<Message> = Vec::with_capacity(local.batch_size);
+    let mut pending: Vec<Consumed> = Vec::with_capacity(local.batch_size);
     let mut last_record = Instant::now();
     // Up to MAX_BATCHES_IN_FLIGHT batches are written at once (sharing the sink's write
     // permits, so the next batch's writes fill the slots the last rows of the previous one
@@ -140,12 +140,11 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
             tokio::select! {
                 received = consumer.recv() => {
                     let m = received?;
-                    pending.push(Message {
+                    pending.push(Consumed {
                         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                         value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         partition: m.partition(),
                         offset: m.offset(),
-                        event: Err(String::new()), // decoded in prepare(), straight into columns
                     });
                     last_record = Instant::now();
                     if opts.max_records.is_some_and(|max| dispatched + pending.len() as u64 >= max) {
@@ -197,7 +196,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
 
 /// Records of partitions revoked by a rebalance are dropped uncommitted: the partition's new
 /// owner re-reads them (and the upserts make that harmless).
-fn drop_revoked(revoked: &Revocations, pending: &mut Vec<Message>) {
+fn drop_revoked(revoked: &Revocations, pending: &mut Vec<Consumed>) {
     let Ok(mut gone) = revoked.0.lock() else { return };
     if gone.is_empty() {
         return;
@@ -220,12 +219,17 @@ struct Prepared {
     next_offsets: HashMap<i32, i64>,
 }
 
-/// A refused record: its original key and bytes, where it came from, and why.
-struct DeadLetter {
+/// A record as consumed: key, bytes and where it came from (decoded later, in [`prepare`]).
+struct Consumed {
     key: Option<String>,
     value: Vec<u8>,
     partition: i32,
     offset: i64,
+}
+
+/// A refused record, as consumed, and why.
+struct DeadLetter {
+    record: Consumed,
     reason: String,
 }
 
@@ -245,7 +249,7 @@ async fn prepare(
     ctx: &SessionContext,
     sql: &str,
     decoder: &mut Decoder,
-    batch: Vec<Message>,
+    batch: Vec<Consumed>,
 ) -> Result<Prepared, LocalError> {
     let consumed = batch.len();
     let mut next_offsets: HashMap<i32, i64> = HashMap::new();
@@ -296,13 +300,12 @@ async fn prepare(
         rows.extend(to_cql_rows(&valid)?);
         refused_at.extend(refused(part)?);
     }
-    let mut by_position: HashMap<(i32, i64), Message> =
+    let mut by_position: HashMap<(i32, i64), Consumed> =
         batch.into_iter().map(|m| ((m.partition, m.offset), m)).collect();
     let dead = refused_at
         .into_iter()
         .filter_map(|(partition, offset, reason)| {
-            let m = by_position.remove(&(partition, offset))?;
-            Some(DeadLetter { key: m.key, value: m.value, partition, offset, reason })
+            Some(DeadLetter { record: by_position.remove(&(partition, offset))?, reason })
         })
         .collect();
     Ok(Prepared { consumed, rows, dead, next_offsets })
@@ -403,10 +406,10 @@ async fn send_dead_letters(producer: &FutureProducer, topic: &str, dead: &[DeadL
     if dead.is_empty() {
         return Ok(0);
     }
-    let sends = dead.iter().map(|d| {
+    let sends = dead.iter().map(|DeadLetter { record: d, reason }| {
         let position = format!("{}:{}", d.partition, d.offset);
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "reason", value: Some(d.reason.as_str()) })
+            .insert(Header { key: "reason", value: Some(reason.as_str()) })
             .insert(Header { key: "engine", value: Some("datafusion") })
             .insert(Header { key: "source_offset", value: Some(position.as_str()) });
         let mut record = FutureRecord::to(topic).payload(d.value.as_slice()).headers(headers);
