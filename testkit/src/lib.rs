@@ -58,7 +58,7 @@ pub async fn audit_db(config: &Config) -> tokio_postgres::Client {
 
 /// Creates a topic (already existing is fine).
 pub async fn create_topic(config: &Config, topic: &str, partitions: i32) {
-    pipeline_cluster::service::create_topics(&config.kafka.bootstrap_servers, &[topic], partitions)
+    pipeline_cluster::services::create_topics(&config.kafka.bootstrap_servers, &[topic], partitions)
         .await
         .expect("Kafka must be up (pipeline cluster up)");
 }
