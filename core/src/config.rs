@@ -64,6 +64,11 @@ pub struct MemoryConfig {
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
+    pub client_id: String,
+    pub connect_timeout_ms: u64,
+    /// Extra librdkafka properties for every client (security settings go here).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
     pub controller_port: u16,
     pub topic: String,
     pub dead_letter_topic: String,
@@ -77,6 +82,8 @@ pub struct RegistryConfig {
     pub subject: String,
     pub compatibility: String,
     pub management_port: u16,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +108,7 @@ pub struct CassandraConfig {
     pub replication_factor: u32,
     pub storage_port: u16,
     pub jmx_port: u16,
+    pub connect_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

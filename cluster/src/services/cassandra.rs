@@ -3,9 +3,9 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
+use pipeline_core::clients::cassandra::session;
 use pipeline_core::Config;
 
 use super::common::{tcp_open, ServiceError};
@@ -81,12 +81,7 @@ impl Spec for Cassandra {
         Box::pin(async move {
             let (host, port) = contact_point(&ctx.config)?;
             tcp_open(&host, port).await?;
-            let session = scylla::client::session_builder::SessionBuilder::new()
-                .known_nodes(&ctx.config.cassandra.contact_points)
-                .connection_timeout(Duration::from_secs(3))
-                .build()
-                .await
-                .map_err(ServiceError::probe)?;
+            let session = session(&ctx.config.cassandra).await.map_err(ServiceError::probe)?;
             session
                 .query_unpaged("SELECT release_version FROM system.local", &[])
                 .await

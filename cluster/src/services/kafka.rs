@@ -8,12 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use pipeline_core::clients::kafka::{client_config, create_topics};
+use pipeline_core::config::KafkaConfig;
 use pipeline_core::Config;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
 
 use super::common::{run_tool, ServiceError};
 use super::{arg, Ctx, Spec};
@@ -57,16 +55,16 @@ impl Spec for Kafka {
     }
 
     fn probe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), ServiceError>> {
-        let bootstrap = ctx.config.kafka.bootstrap_servers.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || metadata(&bootstrap)).await.map_err(ServiceError::probe)?
-        })
+        let kafka = ctx.config.kafka.clone();
+        Box::pin(
+            async move { tokio::task::spawn_blocking(move || metadata(&kafka)).await.map_err(ServiceError::probe)? },
+        )
     }
 
     fn after_ready<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), ServiceError>> {
         let k = &ctx.config.kafka;
         Box::pin(async move {
-            create_topics(&k.bootstrap_servers, &[k.topic.as_str(), k.dead_letter_topic.as_str()], k.partitions)
+            create_topics(k, &[k.topic.as_str(), k.dead_letter_topic.as_str()], k.partitions)
                 .await
                 .map_err(|reason| ServiceError::request("create the pipeline's topics", reason))
         })
@@ -124,37 +122,16 @@ fn cluster_id() -> String {
     }
 }
 
-fn metadata(bootstrap: &str) -> Result<(), ServiceError> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("socket.connection.setup.timeout.ms", "2000")
-        .set("log_level", "0")
-        .create()
-        .map_err(ServiceError::probe)?;
+fn metadata(kafka: &KafkaConfig) -> Result<(), ServiceError> {
+    // Quiet while polling a broker that is still starting: refused connections are expected.
+    let consumer: BaseConsumer =
+        client_config(kafka, "probe").set("log_level", "0").create().map_err(ServiceError::probe)?;
     let md = consumer.fetch_metadata(None, Duration::from_secs(3)).map_err(ServiceError::probe)?;
     if md.brokers().is_empty() {
         Err(ServiceError::probe("metadata lists no broker"))
     } else {
         Ok(())
     }
-}
-
-/// Creates topics, treating "already exists" as success.
-pub async fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().map_err(|e| e.to_string())?;
-    let new: Vec<NewTopic> = topics.iter().map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1))).collect();
-    let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))))
-        .await
-        .map_err(|e| e.to_string())?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(format!("cannot create topic {topic}: {code}")),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

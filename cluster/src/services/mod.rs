@@ -22,7 +22,6 @@ use crate::layout::Layout;
 use crate::process::Launch;
 
 pub use common::{find_jdk, spark_select_one, ServiceError};
-pub use kafka::create_topics;
 pub use postgres::postgres_bin;
 
 /// One service of the local cluster.

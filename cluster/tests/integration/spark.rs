@@ -69,7 +69,7 @@ async fn kafka_batch_read_written_to_cassandra_by_the_connector() {
     let cfg = config();
     let topic = unique("it_k2c");
     let keyspace = unique("it_k2c");
-    pipeline_cluster::services::create_topics(&cfg.kafka.bootstrap_servers, &[&topic], 2).await.expect("topic");
+    pipeline_core::clients::kafka::create_topics(&cfg.kafka, &[&topic], 2).await.expect("topic");
 
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", &cfg.kafka.bootstrap_servers).create().expect("producer");
