@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -162,10 +163,62 @@ pub struct RandomUserApiConfig {
     pub exc: String,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
-    pub max_body_mib: usize,
+    pub max_body_kib: usize,
     pub max_retries: u32,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
+    pub max_results_per_request: usize,
+}
+
+impl RandomUserApiConfig {
+    /// Every problem of these settings, naming the keys (used by [`Config::validate`] and by
+    /// the HTTP source when it is built from a hand-made config).
+    pub fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            errors.push(format!(
+                "producer.randomuser.base_url `{}` must start with http:// or https://, e.g. https://randomuser.me",
+                self.base_url
+            ));
+        }
+        if self.backoff_base_ms > self.backoff_max_ms {
+            errors.push(format!(
+                "producer.randomuser.backoff_base_ms ({}) exceeds producer.randomuser.backoff_max_ms ({})",
+                self.backoff_base_ms, self.backoff_max_ms
+            ));
+        }
+        for (key, value) in [
+            ("max_body_kib", self.max_body_kib as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("max_results_per_request", self.max_results_per_request as u64),
+        ] {
+            if value == 0 {
+                errors.push(format!("producer.randomuser.{key} must be positive"));
+            }
+        }
+        errors
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn backoff_base(&self) -> Duration {
+        Duration::from_millis(self.backoff_base_ms)
+    }
+
+    pub fn backoff_max(&self) -> Duration {
+        Duration::from_millis(self.backoff_max_ms)
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_kib.saturating_mul(1024)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -427,19 +480,7 @@ impl Config {
         if p.metrics_addr.parse::<SocketAddr>().is_err() {
             errors.push(format!("producer.metrics_addr `{}` is not an IP:port address", p.metrics_addr));
         }
-        let api = &p.randomuser;
-        if !(api.base_url.starts_with("http://") || api.base_url.starts_with("https://")) {
-            errors.push(format!("producer.randomuser.base_url `{}` must start with http:// or https://", api.base_url));
-        }
-        if api.backoff_base_ms > api.backoff_max_ms {
-            errors.push(format!(
-                "producer.randomuser.backoff_base_ms ({}) exceeds producer.randomuser.backoff_max_ms ({})",
-                api.backoff_base_ms, api.backoff_max_ms
-            ));
-        }
-        if api.max_body_mib == 0 || api.request_timeout_ms == 0 || api.connect_timeout_ms == 0 {
-            errors.push("producer.randomuser: max_body_mib and the timeouts must be positive".into());
-        }
+        errors.extend(p.randomuser.problems());
         if !["none", "gzip", "snappy", "lz4"].contains(&p.kafka.compression.as_str()) {
             errors.push(format!(
                 "producer.kafka.compression `{}` is not one of none, gzip, snappy, lz4",
