@@ -83,7 +83,7 @@ pub enum ProducerError {
 pub async fn register_event_schema(config: &Config) -> Result<u32, ProducerError> {
     let registry = RegistryClient::from_config(&config.registry)?;
     let id = registry.register(&config.registry.subject, &event_avro_schema()).await?;
-    registry.set_compatibility(&config.registry.subject, &config.registry.compatibility).await?;
+    registry.set_compatibility(&config.registry.subject, config.registry.compatibility.as_str()).await?;
     Ok(id)
 }
 
