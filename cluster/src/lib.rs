@@ -3,6 +3,7 @@
 //! - [`services`]: one module per service (artifact, set-up, command line, ports, probe).
 //! - [`process`]: detached process groups, pid files guarded by start time, port checks, logs.
 //! - [`layout`]: the state folder and the embedded service config files.
+//! - [`supervise`]: the watchdog that restarts services which die (restart policy).
 //!
 //! [`Cluster::up`] starts what is not running (a running cluster is left alone), waits for each
 //! service to answer its protocol and fails with the service's name and the tail of its log
@@ -11,6 +12,7 @@
 pub mod layout;
 pub mod process;
 pub mod services;
+pub mod supervise;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -67,6 +69,9 @@ pub struct ServiceStatus {
     pub detail: String,
     pub rss_mib: u64,
     pub ui: Option<String>,
+    /// Restarts by the supervisor, and the last unexpected exit (from its restart record).
+    pub restarts: u32,
+    pub last_exit: Option<String>,
 }
 
 /// The local cluster described by one configuration.
@@ -96,9 +101,12 @@ impl Cluster {
     }
 
     /// The services to act on: the requested ones (all when empty) plus their dependencies.
-    pub fn with_dependencies(requested: &[Service]) -> BTreeSet<Service> {
-        let mut set: BTreeSet<Service> =
-            if requested.is_empty() { Service::ALL.into() } else { requested.iter().copied().collect() };
+    pub fn with_dependencies(&self, requested: &[Service]) -> BTreeSet<Service> {
+        let mut set: BTreeSet<Service> = if requested.is_empty() {
+            Service::enabled(self.config()).into_iter().collect()
+        } else {
+            requested.iter().copied().collect()
+        };
         loop {
             let deps: Vec<Service> = set.iter().filter_map(|s| s.depends_on()).filter(|d| !set.contains(d)).collect();
             if deps.is_empty() {
@@ -130,10 +138,32 @@ impl Cluster {
     /// Starts the requested services (all when empty) and waits until each answers.
     pub async fn up(&self, requested: &[Service]) -> Result<Vec<(Service, Outcome)>, ClusterError> {
         let _lock = self.lock()?;
+        self.up_locked(requested).await
+    }
+
+    /// Starts `service` again if its pid file still names a process that is gone (it died
+    /// without `cluster down`); false if it is running or was stopped on purpose meanwhile.
+    pub async fn restart_if_dead(&self, service: Service) -> Result<bool, ClusterError> {
+        let _lock = self.lock()?;
+        match ProcessRecord::read(&self.layout().pid_file(service.name())) {
+            Some(record) if !record.is_alive() => {
+                // Leftovers of its group (e.g. executors) go first, so its ports are free.
+                let grace = Duration::from_secs(self.config().cluster.stop_timeout_secs);
+                record.stop(grace).map_err(|e| ClusterError::Service {
+                    service,
+                    source: ServiceError::io("stop", &self.layout().pid_file(service.name()), e),
+                })?;
+                self.up_locked(&[service]).await.map(|_| true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn up_locked(&self, requested: &[Service]) -> Result<Vec<(Service, Outcome)>, ClusterError> {
         self.layout()
             .write_service_files()
             .map_err(|source| ClusterError::ServiceFiles { path: self.layout().state.join("conf"), source })?;
-        let wanted = Self::with_dependencies(requested);
+        let wanted = self.with_dependencies(requested);
         // Chains: a service follows its dependency; independent chains start concurrently.
         let chains: Vec<Vec<Service>> = wanted
             .iter()
@@ -320,8 +350,11 @@ impl Cluster {
 
     /// Health of every service.
     pub async fn status(&self) -> Vec<ServiceStatus> {
-        join_all(Service::ALL.iter().map(|&service| async move {
+        join_all(Service::enabled(self.config()).into_iter().map(|service| async move {
             let record = self.running(service);
+            let restarts = supervise::RestartRecord::read(
+                &self.layout().run_dir().join(format!("{}.restarts.json", service.name())),
+            );
             let probe = match record {
                 Some(_) => tokio::time::timeout(Duration::from_secs(25), self.ctx.probe(service))
                     .await
@@ -337,6 +370,11 @@ impl Cluster {
                 detail: probe.err().map(|e| first_line(&e).to_string()).unwrap_or_default(),
                 rss_mib: record.map(|r| process::group_rss_kib(r.pid) / 1024).unwrap_or(0),
                 ui: service.ui_url(self.config()),
+                restarts: restarts.restarts,
+                last_exit: restarts.last_exit.map(|e| match restarts.last_action {
+                    Some(action) => format!("{e} ({action})"),
+                    None => e,
+                }),
             }
         }))
         .await
@@ -364,11 +402,15 @@ mod tests {
 
     #[test]
     fn dependencies_are_pulled_in() {
-        let set = Cluster::with_dependencies(&[Service::SparkConnect]);
+        let cluster = Cluster::new(Config::defaults());
+        let set = cluster.with_dependencies(&[Service::SparkConnect]);
         assert_eq!(
             set.into_iter().collect::<Vec<_>>(),
             vec![Service::SparkMaster, Service::SparkWorker, Service::SparkConnect]
         );
-        assert_eq!(Cluster::with_dependencies(&[]).len(), Service::ALL.len());
+        assert_eq!(cluster.with_dependencies(&[]).len(), Service::ALL.len());
+        let mut off = Config::defaults();
+        off.cluster.supervisor.enabled = false;
+        assert!(!Cluster::new(off).with_dependencies(&[]).contains(&Service::Supervisor));
     }
 }

@@ -76,6 +76,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         limit: usize,
     },
+    /// The supervisor (started by `cluster up`): restarts services that die and keeps the Spark
+    /// job in the state the user asked for. Serves its metrics on cluster.supervisor.metrics_addr.
+    Supervise,
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -189,6 +192,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster { action } => cluster(action, Cluster::new(config)).await,
+        Command::Supervise => supervise(config).await,
         Command::Produce(args) => produce(args, config).await,
         Command::Submit { follow } => submit(follow, config).await,
         Command::Sample { limit } => {
@@ -394,9 +398,23 @@ async fn cluster(action: ClusterAction, cluster: Cluster) -> anyhow::Result<Exit
 }
 
 /// Prints the status table; true when every service is healthy.
+/// `pipeline supervise`: the service watchdog and the Spark job's supervisor, until a signal.
+async fn supervise(config: Config) -> anyhow::Result<ExitCode> {
+    let addr = config.cluster.supervisor.metrics_addr;
+    pipeline_core::telemetry::serve_metrics(addr).context("cannot serve the supervisor's /metrics")?;
+    tracing::info!("supervisor metrics on http://{addr}/metrics");
+    let shutdown = pipeline_core::shutdown::on_signals();
+    let cluster = Cluster::new(config);
+    pipeline_cluster::supervise::watch(&cluster, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn print_status(cluster: &Cluster) -> bool {
     let rows = cluster.status().await;
-    println!("{:<14} {:>8} {:<14} {:<8} {:>8}  UI / DETAIL", "SERVICE", "PID", "PORTS", "HEALTHY", "RSS MiB");
+    println!(
+        "{:<14} {:>8} {:<14} {:<8} {:>8} {:>8}  UI / DETAIL",
+        "SERVICE", "PID", "PORTS", "HEALTHY", "RSS MiB", "RESTARTS"
+    );
     let mut total = 0;
     for r in &rows {
         total += r.rss_mib;
@@ -404,14 +422,18 @@ async fn print_status(cluster: &Cluster) -> bool {
         let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         let extra = if r.healthy { r.ui.clone().unwrap_or_default() } else { r.detail.clone() };
         println!(
-            "{:<14} {:>8} {:<14} {:<8} {:>8}  {}",
+            "{:<14} {:>8} {:<14} {:<8} {:>8} {:>8}  {}",
             r.service.name(),
             pid,
             ports,
             if r.healthy { "yes" } else { "no" },
             r.rss_mib,
+            r.restarts,
             extra
         );
+        if let Some(exit) = &r.last_exit {
+            println!("{:<14} last exit: {exit}", "");
+        }
     }
     println!("{:<14} {:>8} {:<14} {:<8} {:>8}", "total", "", "", "", total);
     rows.iter().all(|r| r.healthy)

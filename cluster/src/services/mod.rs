@@ -11,6 +11,7 @@ mod kafka;
 mod postgres;
 mod registry;
 mod spark;
+mod supervisor;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ pub enum Service {
     SparkMaster,
     SparkWorker,
     SparkConnect,
+    Supervisor,
 }
 
 /// What each service module provides. The launcher (`Cluster`) only talks to this.
@@ -81,7 +83,7 @@ impl std::str::FromStr for Service {
 
 impl Service {
     /// Every service, in start order.
-    pub const ALL: [Service; 7] = [
+    pub const ALL: [Service; 8] = [
         Service::Postgres,
         Service::Kafka,
         Service::Registry,
@@ -89,7 +91,13 @@ impl Service {
         Service::SparkMaster,
         Service::SparkWorker,
         Service::SparkConnect,
+        Service::Supervisor,
     ];
+
+    /// Every service this config turns on (`cluster.supervisor.enabled` can turn one off).
+    pub fn enabled(config: &Config) -> Vec<Service> {
+        Service::ALL.into_iter().filter(|s| *s != Service::Supervisor || config.cluster.supervisor.enabled).collect()
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -100,6 +108,7 @@ impl Service {
             Service::SparkMaster => "spark-master",
             Service::SparkWorker => "spark-worker",
             Service::SparkConnect => "spark-connect",
+            Service::Supervisor => "supervisor",
         }
     }
 
@@ -122,6 +131,7 @@ impl Service {
             Service::SparkMaster => &spark::Master,
             Service::SparkWorker => &spark::Worker,
             Service::SparkConnect => &spark::Connect,
+            Service::Supervisor => &supervisor::Supervisor,
         }
     }
 
@@ -223,5 +233,6 @@ mod tests {
         assert_eq!(Service::SparkMaster.ports(&c), vec![7077, 8083]);
         assert_eq!(Service::SparkWorker.ports(&c), vec![8084]);
         assert_eq!(Service::SparkConnect.ports(&c), vec![15002, 4040]);
+        assert_eq!(Service::Supervisor.ports(&c), vec![9466]);
     }
 }

@@ -51,6 +51,29 @@ pub struct ClusterConfig {
     pub startup_timeout_secs: u64,
     pub stop_timeout_secs: u64,
     pub memory: MemoryConfig,
+    pub restart: RestartConfig,
+    pub supervisor: SupervisorConfig,
+}
+
+/// What the supervisor does when a service process exits without `cluster down`
+/// (compose's `restart: unless-stopped`, with backoff and a limit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartConfig {
+    pub enabled: bool,
+    pub max_restarts: u32,
+    pub window_secs: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+/// The supervisor process (`pipeline supervise`): service restarts and the Spark job's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    pub enabled: bool,
+    pub check_interval_ms: u64,
+    pub metrics_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -23,6 +23,7 @@ impl Config {
         port("registry.management_port", Some(self.registry.management_port));
         port("cassandra.storage_port", Some(self.cassandra.storage_port));
         port("cassandra.jmx_port", Some(self.cassandra.jmx_port));
+        port("cluster.supervisor.metrics_addr", Some(self.cluster.supervisor.metrics_addr.port()));
         if self.cluster.host.parse::<std::net::IpAddr>().is_err() {
             errors.push(format!("cluster.host `{}` is not an IP address", self.cluster.host));
         }
@@ -138,6 +139,16 @@ impl Config {
         }
         if j.max_offsets_per_trigger == 0 {
             errors.push("job.max_offsets_per_trigger must be at least 1".into());
+        }
+        let r = &self.cluster.restart;
+        if r.backoff_base_ms == 0 || r.backoff_base_ms > r.backoff_max_ms {
+            errors.push(format!(
+                "cluster.restart.backoff_base_ms ({}) must be positive and at most cluster.restart.backoff_max_ms ({})",
+                r.backoff_base_ms, r.backoff_max_ms
+            ));
+        }
+        if self.cluster.supervisor.check_interval_ms == 0 {
+            errors.push("cluster.supervisor.check_interval_ms must be positive".into());
         }
         let l = &self.local;
         if l.group_id.is_empty() {
