@@ -1,6 +1,7 @@
 //! End-to-end tests of the job engines against the real cluster: produce users, run the job,
 //! compare Cassandra rows with an independent oracle.
 
+mod dlq;
 mod local_engine;
 mod oracle;
 mod spark_job;
