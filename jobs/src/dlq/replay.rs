@@ -155,7 +155,11 @@ pub async fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySumma
     Ok(summary)
 }
 
-async fn replay_locked(config: &Config, opts: &ReplayOptions, client: &tokio_postgres::Client) -> Result<ReplaySummary, DlqError> {
+async fn replay_locked(
+    config: &Config,
+    opts: &ReplayOptions,
+    client: &tokio_postgres::Client,
+) -> Result<ReplaySummary, DlqError> {
     let dlq_topic = &config.kafka.dead_letter_topic;
     let target = &config.kafka.topic;
     // The ledger is read under the lock, after any earlier replay has recorded everything.

@@ -241,8 +241,7 @@ pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
         let d = latest.get(id)?;
         Some((d.reason(), d.engine(), id.to_string()))
     }));
-    let unaudited: Vec<&DeadLetter> =
-        dead.iter().filter(|d| !d.id().is_some_and(|id| audited.contains(&id))).collect();
+    let unaudited: Vec<&DeadLetter> = dead.iter().filter(|d| !d.id().is_some_and(|id| audited.contains(&id))).collect();
     let unaudited_reasons = group_reasons(
         unaudited.iter().map(|d| (d.reason(), d.engine(), d.key_str().unwrap_or_else(|| "(null key)".into()))),
     );
@@ -327,7 +326,6 @@ async fn cassandra_ids(config: &Config) -> Result<HashSet<Uuid>, VerifyError> {
     Ok(ids)
 }
 
-
 /// The distinct UUID keys of the events topic and its counts.
 async fn read_topic(config: &Config) -> Result<(HashSet<Uuid>, TopicCounts), VerifyError> {
     let (scanned, (keys, mut counts)) = scan(
@@ -392,7 +390,11 @@ mod tests {
         assert_eq!(r.audited_not_in_kafka, vec![u[1]]);
         assert_eq!(r.kafka_not_in_cassandra, vec![u[4]]);
         assert_eq!(r.refused_audited, vec![u[3]]);
-        assert_eq!(r.dead_lettered_unaudited, vec![u[10]], "a dead letter whose id is not on the topic is not reported");
+        assert_eq!(
+            r.dead_lettered_unaudited,
+            vec![u[10]],
+            "a dead letter whose id is not on the topic is not reported"
+        );
         assert_eq!(r.dead_lettered_since_written, vec![u[5]]);
         assert_eq!(r.cassandra_not_audited, vec![u[8], u[9]]);
         assert_eq!(r.kafka_not_audited, vec![u[8], u[10]]);
@@ -496,7 +498,8 @@ mod tests {
     fn refused_users_fail_with_their_reasons_in_text_and_json() {
         let u = ids(3);
         let mut r = report(Reconciliation { refused_audited: u.clone(), ..Reconciliation::default() });
-        r.refused_reasons = group_reasons(u.iter().map(|id| ("undecodable Avro".into(), "spark".into(), id.to_string())));
+        r.refused_reasons =
+            group_reasons(u.iter().map(|id| ("undecodable Avro".into(), "spark".into(), id.to_string())));
         r.unaudited_dead_letters = 1;
         r.unaudited_reasons = group_reasons([("not registry-framed".into(), "datafusion".into(), "junk".into())]);
         assert!(!r.lost() && r.refused() && !r.ok());

@@ -43,8 +43,14 @@ async fn report(cfg: &Config) -> Report {
     r
 }
 
+/// A record to send: key, value, headers.
+type Outgoing<'a> = (Option<&'a str>, &'a [u8], &'a [(&'a str, &'a str)]);
+
+/// The headers the Spark job writes on a dead letter.
+type SparkHeaders<'a> = [(&'a str, &'a str); 3];
+
 /// Sends records with headers straight to `topic` (around the producer and its audit).
-async fn send(cfg: &Config, topic: &str, records: &[(Option<&str>, &[u8], &[(&str, &str)])]) {
+async fn send(cfg: &Config, topic: &str, records: &[Outgoing<'_>]) {
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", &cfg.kafka.bootstrap_servers).create().expect("producer");
     for (key, value, headers) in records {
@@ -127,15 +133,12 @@ async fn audited_dead_letters_fail_verify_until_replayed_once() {
     let reason = format!("schema id {schema_id} is not the schema id {} the job was submitted with", schema_id + 1);
     let positions: Vec<String> = new.iter().map(|r| format!("{}:{}", r.partition, r.offset)).collect();
     let values: Vec<Vec<u8>> = new.iter().map(value).collect();
-    let dead: Vec<(Option<&str>, &[u8], [(&str, &str); 3])> = new
+    let headers: Vec<SparkHeaders<'_>> = positions
         .iter()
-        .zip(&values)
-        .zip(&positions)
-        .map(|((r, v), pos)| {
-            (r.key_str(), v.as_slice(), [("reason", reason.as_str()), ("engine", "spark"), ("source_offset", pos.as_str())])
-        })
+        .map(|pos| [("reason", reason.as_str()), ("engine", "spark"), ("source_offset", pos.as_str())])
         .collect();
-    let dead: Vec<(Option<&str>, &[u8], &[(&str, &str)])> = dead.iter().map(|(k, v, h)| (*k, *v, &h[..])).collect();
+    let dead: Vec<Outgoing<'_>> =
+        new.iter().zip(&values).zip(&headers).map(|((r, v), h)| (r.key_str(), v.as_slice(), &h[..])).collect();
     send(&cfg, &cfg.kafka.dead_letter_topic, &dead).await;
 
     // verify fails and names the reason; the junk is still only reported.
@@ -148,7 +151,10 @@ async fn audited_dead_letters_fail_verify_until_replayed_once() {
     assert_eq!(g.samples.len(), 5);
     assert_eq!(r.unaudited_dead_letters, 3, "{r}");
     let text = r.to_string();
-    assert!(text.contains(&reason) && text.ends_with("result: FAILED, 5 audited user(s) refused by an engine"), "{text}");
+    assert!(
+        text.contains(&reason) && text.ends_with("result: FAILED, 5 audited user(s) refused by an engine"),
+        "{text}"
+    );
     let json = r.to_json();
     assert_eq!((json.status, json.refused_audited.count, json.dead_letters_unaudited.count), (Status::Failed, 5, 3));
 
@@ -205,7 +211,10 @@ async fn audited_dead_letters_fail_verify_until_replayed_once() {
     let with_junk = ReplayOptions { reason: Some(reason.clone()), include_unaudited: true, ..ReplayOptions::default() };
     let by_reason = dlq::replay(&cfg, &with_junk).await.expect("replay by reason");
     assert_eq!((by_reason.matched, by_reason.republished), (5, 0), "{by_reason:?}");
-    assert_eq!(read_topic(&cfg, &cfg.kafka.topic).await.iter().filter(|r| r.header(REPLAY_HEADER).is_some()).count(), 5);
+    assert_eq!(
+        read_topic(&cfg, &cfg.kafka.topic).await.iter().filter(|r| r.header(REPLAY_HEADER).is_some()).count(),
+        5
+    );
     assert_eq!(dlq::list(&cfg).await.expect("list").replayed, 5);
 
     let cassandra = pipeline_testkit::cassandra(&cfg).await;
