@@ -11,7 +11,7 @@ CARGO ?= cargo
 PIPELINE := $(CARGO) run --quiet --bin pipeline --
 SERVICE ?=
 
-.PHONY: help demo deps build up down status logs produce submit follow jobs-status jobs-stop local verify sample \
+.PHONY: help demo deps build up down status logs produce submit follow jobs-status jobs-stop local verify dlq-list dlq-replay sample \
 	config-check test test-unit lint fmt clean-state bench-produce bench-local bench-spark
 
 demo: ## From nothing: services up, users produced, Spark job submitted, rows shown from Cassandra
@@ -58,8 +58,14 @@ jobs-stop: ## Stop the Spark job gracefully (a later submit resumes from the che
 local: build ## Run the same transform locally on DataFusion until the topic is drained
 	$(PIPELINE) local --until-idle
 
-verify: ## Reconcile audit store, Kafka and Cassandra; fails on any loss
+verify: ## Reconcile audit store, Kafka, Cassandra and dead letters; fails on any loss or audited user refused
 	$(PIPELINE) verify
+
+dlq-list: ## Dead letters by reason and engine: counts, audited, replayed, samples
+	$(PIPELINE) dlq list
+
+dlq-replay: ## Republish audited dead letters to the topic once (REASON=text, SINCE=2h|date|RFC 3339)
+	$(PIPELINE) dlq replay $(if $(REASON),--reason "$(REASON)") $(if $(SINCE),--since "$(SINCE)")
 
 sample: ## Row count and a few rows of spark_streams.created_users
 	$(PIPELINE) sample

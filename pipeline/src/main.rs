@@ -7,6 +7,7 @@
 //! | `submit`, `jobs`  | `pipeline-jobs`      | the Spark streaming job through Spark Connect    |
 //! | `local`           | `pipeline-jobs`      | the same transform on DataFusion, no Spark       |
 //! | `verify`          | `pipeline-jobs`      | audit ids vs Kafka vs Cassandra, diffs reported  |
+//! | `dlq list/replay` | `pipeline-jobs`      | dead letters by reason; replay once fixed        |
 //! | `config check`    | `pipeline-core`      | loads every config layer, prints every error     |
 
 use std::path::PathBuf;
@@ -68,8 +69,18 @@ enum Command {
         #[arg(long)]
         max_records: Option<u64>,
     },
-    /// Reconcile the audit store, the Kafka topic and Cassandra; exit 1 on any loss.
-    Verify,
+    /// Reconcile the audit store, the Kafka topic and Cassandra; exit 1 on any loss or on
+    /// audited users refused by an engine (dead-lettered).
+    Verify {
+        /// Print the report as one JSON document (stable fields, see `pipeline_jobs::verify::json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The dead-letter topic: counts by reason, and replay once the cause is fixed.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// The number of rows in the Cassandra table and a few of them.
     Sample {
         /// Rows to show.
@@ -109,6 +120,38 @@ enum JobsAction {
     Status,
     /// Stop the job's queries gracefully (a later submit resumes from the checkpoint).
     Stop,
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Dead letters by reason and engine: counts, audited and replayed ones, samples.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Republish dead letters to kafka.topic (original key, bytes and headers, plus a
+    /// `dlq_replay` header); each dead letter is replayed at most once (ledger in
+    /// audit.dlq_replays).
+    Replay {
+        /// Only dead letters whose reason contains this text.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only dead letters written since: RFC 3339 time, UTC date, or an age (30m, 2h, 7d).
+        #[arg(long, value_parser = parse_since)]
+        since: Option<pipeline_jobs::dlq::Time>,
+        /// Also replay dead letters of input that was never audited (foreign or malformed).
+        #[arg(long)]
+        include_unaudited: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--since`, parsed by the jobs library (the binary needs no time crate of its own).
+fn parse_since(s: &str) -> Result<pipeline_jobs::dlq::Time, String> {
+    pipeline_jobs::dlq::parse_since(s, pipeline_jobs::dlq::now())
 }
 
 #[derive(clap::Args)]
@@ -213,10 +256,33 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             println!("{count} row(s) in {}.{}", config.cassandra.keyspace, config.cassandra.table);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify => {
+        Command::Verify { json } => {
             let report = pipeline_jobs::verify::verify(&config).await?;
-            println!("{report}");
-            Ok(if report.lost() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json()).context("cannot render the report")?);
+            } else {
+                println!("{report}");
+            }
+            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Dlq { action: DlqAction::List { json } } => {
+            let listing = pipeline_jobs::dlq::list(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listing).context("cannot render the listing")?);
+            } else {
+                print!("{listing}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq { action: DlqAction::Replay { reason, since, include_unaudited, json } } => {
+            let opts = pipeline_jobs::dlq::ReplayOptions { reason, since, include_unaudited };
+            let summary = pipeline_jobs::dlq::replay(&config, &opts).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary).context("cannot render the summary")?);
+            } else {
+                println!("{summary}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Local { until_idle, max_records } => {
             let addr = config.local.metrics_addr;

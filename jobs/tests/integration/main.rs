@@ -2,6 +2,7 @@
 //! compare Cassandra rows with an independent oracle.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod dlq;
 mod local_engine;
 mod oracle;
 mod spark_job;

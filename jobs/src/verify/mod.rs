@@ -7,35 +7,41 @@
 //!
 //! - audited but not in Kafka: lost between the outbox and the broker (or still in the outbox);
 //! - in Kafka but neither in Cassandra nor dead-lettered: lost by the job (or not processed yet);
-//! - in Kafka and dead-lettered: rejected by the job, with a reason header, not a loss;
+//! - audited, in Kafka, dead-lettered and not in Cassandra: **refused by an engine**. The
+//!   producer normalised, audited and published it, so it is valid by the pipeline's own
+//!   contract: a failure, reported with the dead-letter reasons (fix the cause, then
+//!   `pipeline dlq replay`);
+//! - not audited and dead-lettered (foreign junk, malformed bytes, records sent around the
+//!   producer): the dead-letter topic doing its job; reported with reasons, not a failure;
+//! - audited, dead-lettered, and in Cassandra since (replayed): reported, not a failure;
 //! - in Kafka but not audited, in Cassandra but not audited: written around the producer (tests,
 //!   manual sends); reported, not a loss.
+//!
+//! [`Report`] prints as text (`Display`) and as the stable JSON document [`json::VerifyJson`]
+//! (`pipeline verify --json`).
 //!
 //! The stages are read in pipeline order (audit, topic, table, dead letters), so on a live
 //! pipeline each later snapshot already holds what the earlier one saw, give or take the job's
 //! lag. Everything is read into memory and Cassandra is read with a full-table scan: this is a
 //! development tool for tables of up to a few million rows, not a production auditor.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::time::{Duration, Instant};
+pub mod json;
+mod report;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use futures::StreamExt;
 use pipeline_core::Config;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 use uuid::Uuid;
 
-/// How many ids of each difference [`Report`]'s `Display` prints.
+use crate::dlq::DeadLetter;
+use crate::scan::{scan, ScanError};
+
+pub use json::{ReasonGroup, VerifyJson};
+
+/// How many ids of each difference [`Report`]'s `Display` prints (and the JSON samples).
 pub const SAMPLE_SIZE: usize = 10;
-
-/// Upper bound on reading one topic from its low to its high watermarks.
-pub const KAFKA_READ_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Timeout of one Kafka metadata or watermark request.
-const KAFKA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a verification could not run; each message names the service and what to try.
 #[derive(Debug, thiserror::Error)]
@@ -44,20 +50,14 @@ pub enum VerifyError {
     Postgres(#[from] pipeline_core::postgres::PgConnectError),
     #[error("PostgreSQL: reading audit.users failed: {source} (if the table does not exist, nothing was ever produced into this database: `pipeline produce` creates it)")]
     PostgresQuery { source: tokio_postgres::Error },
-    #[error("Kafka at {bootstrap}: {what} failed: {reason} (is it running? `pipeline cluster up kafka`)")]
-    Kafka { bootstrap: String, what: String, reason: String },
-    #[error("Kafka topic `{topic}` does not exist at {bootstrap} (check kafka.topic in the configuration; `pipeline cluster up kafka` creates it)")]
-    TopicMissing { topic: String, bootstrap: String },
-    #[error("Kafka at {bootstrap}: read {read} of about {expected} records of `{topic}` within {} s (is the broker overloaded? check `pipeline cluster status` and retry)", .timeout.as_secs())]
-    KafkaTimeout { bootstrap: String, topic: String, read: u64, expected: u64, timeout: Duration },
+    #[error(transparent)]
+    Kafka(#[from] ScanError),
     #[error(
         "cannot connect to Cassandra at {contact_points}: {reason} (is it running? `pipeline cluster up cassandra`)"
     )]
     CassandraConnect { contact_points: String, reason: String },
     #[error("Cassandra: scanning {keyspace}.{table} failed: {reason} (if the table does not exist, the job never ran with this configuration: `pipeline submit` creates it)")]
     CassandraQuery { keyspace: String, table: String, reason: String },
-    #[error("the Kafka reader task for `{topic}` failed: {reason} (internal error; please report it)")]
-    Join { topic: String, reason: String },
 }
 
 /// What one Kafka topic held between its low and high watermarks when it was read.
@@ -89,9 +89,15 @@ pub struct Reconciliation {
     /// Ids on the topic neither in Cassandra nor dead-lettered: lost by the job, or not
     /// processed yet.
     pub kafka_not_in_cassandra: Vec<Uuid>,
-    /// Ids on the topic, not in Cassandra, whose key is on the dead-letter topic: rejected by
-    /// the job, not lost.
-    pub dead_lettered: Vec<Uuid>,
+    /// Audited ids on the topic, not in Cassandra, whose key is on the dead-letter topic:
+    /// valid users refused by an engine. A failure.
+    pub refused_audited: Vec<Uuid>,
+    /// Unaudited ids on the topic, not in Cassandra, whose key is on the dead-letter topic:
+    /// input sent around the producer and refused. Not a failure.
+    pub dead_lettered_unaudited: Vec<Uuid>,
+    /// Audited ids on the dead-letter topic that are in Cassandra since (replayed, or written
+    /// by another run). Not a failure.
+    pub dead_lettered_since_written: Vec<Uuid>,
     /// Rows in Cassandra without an audit row (written by tests or by hand); not a loss.
     pub cassandra_not_audited: Vec<Uuid>,
     /// Ids on the topic without an audit row (sent around the producer); not a loss.
@@ -103,6 +109,11 @@ impl Reconciliation {
     /// dead-lettered).
     pub fn lost(&self) -> bool {
         !self.audited_not_in_kafka.is_empty() || !self.kafka_not_in_cassandra.is_empty()
+    }
+
+    /// Any audited id refused by an engine (dead-lettered, not in Cassandra).
+    pub fn refused(&self) -> bool {
+        !self.refused_audited.is_empty()
     }
 }
 
@@ -120,10 +131,15 @@ pub fn reconcile(
     }
     let (dead, missing): (Vec<Uuid>, Vec<Uuid>) =
         kafka.difference(cassandra).partition(|id| dead_lettered.contains(id));
+    let (refused, unaudited): (Vec<Uuid>, Vec<Uuid>) = dead.into_iter().partition(|id| audited.contains(id));
     Reconciliation {
         audited_not_in_kafka: sorted(audited.difference(kafka)),
         kafka_not_in_cassandra: sorted(missing.iter()),
-        dead_lettered: sorted(dead.iter()),
+        refused_audited: sorted(refused.iter()),
+        dead_lettered_unaudited: sorted(unaudited.iter()),
+        dead_lettered_since_written: sorted(
+            dead_lettered.iter().filter(|id| audited.contains(id) && cassandra.contains(id)),
+        ),
         cassandra_not_audited: sorted(cassandra.difference(audited)),
         kafka_not_audited: sorted(kafka.difference(audited)),
     }
@@ -153,6 +169,13 @@ pub struct Report {
     pub cassandra_rows: u64,
     /// The differences.
     pub diff: Reconciliation,
+    /// [`Reconciliation::refused_audited`] grouped by the reason of each id's latest dead
+    /// letter: count of ids, engines, sample ids.
+    pub refused_reasons: Vec<ReasonGroup>,
+    /// Dead letters whose key is not an audited id (not a UUID, null, or never audited).
+    pub unaudited_dead_letters: u64,
+    /// Those grouped by reason: count of records, engines, sample keys.
+    pub unaudited_reasons: Vec<ReasonGroup>,
 }
 
 impl Report {
@@ -161,78 +184,41 @@ impl Report {
     pub fn lost(&self) -> bool {
         self.diff.lost()
     }
+
+    /// Any audited id refused by an engine. See [`Reconciliation::refused`].
+    pub fn refused(&self) -> bool {
+        self.diff.refused()
+    }
+
+    /// Nothing lost and nothing audited refused: `pipeline verify` exits 0.
+    pub fn ok(&self) -> bool {
+        !self.lost() && !self.refused()
+    }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const W: usize = 44;
-        let k = &self.kafka;
-        let d = &self.dead_letters;
-        writeln!(f, "topic {}, dead letters {}, table {}", self.topic, self.dead_letter_topic, self.table)?;
-        writeln!(f)?;
-        writeln!(f, "{:<W$} {:>9}", "stage", "count")?;
-        let counts: [(&str, u64); 11] = [
-            ("audited in PostgreSQL", self.audited),
-            ("  not yet published (outbox)", self.audited_unpublished),
-            ("Kafka records", k.records),
-            ("  distinct UUID keys", k.distinct_keys),
-            ("  keys that are not UUIDs", k.non_uuid_keys),
-            ("  null keys", k.null_keys),
-            ("  tombstones (null value)", k.tombstones),
-            ("dead-letter records", d.records),
-            ("  distinct UUID keys", d.distinct_keys),
-            ("  keys that are not UUIDs or null", d.non_uuid_keys + d.null_keys),
-            ("rows in Cassandra", self.cassandra_rows),
-        ];
-        for (label, n) in counts {
-            writeln!(f, "{label:<W$} {n:>9}")?;
-        }
-        writeln!(f)?;
-        writeln!(f, "{:<W$} {:>9}", "difference", "count")?;
-        let audited_missing = if self.missing_unpublished > 0 {
-            format!("audited, not in Kafka ({} unpublished)", self.missing_unpublished)
-        } else {
-            "audited, not in Kafka".to_string()
-        };
-        let diffs: [(&str, &[Uuid], &str); 5] = [
-            (&audited_missing, &self.diff.audited_not_in_kafka, "LOST"),
-            ("in Kafka, not in Cassandra", &self.diff.kafka_not_in_cassandra, "LOST"),
-            ("in Kafka, dead-lettered", &self.diff.dead_lettered, ""),
-            ("in Kafka, not audited", &self.diff.kafka_not_audited, ""),
-            ("in Cassandra, not audited", &self.diff.cassandra_not_audited, ""),
-        ];
-        for (label, ids, flag) in diffs {
-            if ids.is_empty() || flag.is_empty() {
-                writeln!(f, "{label:<W$} {:>9}", ids.len())?;
-            } else {
-                writeln!(f, "{label:<W$} {:>9}  {flag}", ids.len())?;
-            }
-            for id in ids.iter().take(SAMPLE_SIZE) {
-                writeln!(f, "    {id}")?;
-            }
-            if ids.len() > SAMPLE_SIZE {
-                writeln!(f, "    ... and {} more", ids.len() - SAMPLE_SIZE)?;
-            }
-        }
-        writeln!(f)?;
-        if !d.exists {
-            writeln!(f, "note: dead-letter topic {} does not exist (read as empty)", self.dead_letter_topic)?;
-        }
-        if k.truncated {
-            writeln!(f, "note: {} no longer starts at offset 0 (retention); older ids cannot be checked", self.topic)?;
-        }
-        if self.lost() {
-            if !self.diff.kafka_not_in_cassandra.is_empty() {
-                writeln!(f, "note: if the job is still catching up (`pipeline jobs status`), run verify again later")?;
-            }
-            if self.missing_unpublished > 0 {
-                writeln!(f, "note: unpublished ids are published by the producer's outbox on its next start")?;
-            }
-            write!(f, "result: LOST")
-        } else {
-            write!(f, "result: OK, nothing lost")
+/// Groups `(reason, engine, sample)` items by reason: counts, the engines seen, and the first
+/// [`SAMPLE_SIZE`] samples in the order given. Largest groups first.
+pub fn group_reasons(items: impl IntoIterator<Item = (String, String, String)>) -> Vec<ReasonGroup> {
+    let mut groups: BTreeMap<String, (u64, BTreeSet<String>, Vec<String>)> = BTreeMap::new();
+    for (reason, engine, sample) in items {
+        let g = groups.entry(reason).or_default();
+        g.0 += 1;
+        g.1.insert(engine);
+        if g.2.len() < SAMPLE_SIZE {
+            g.2.push(sample);
         }
     }
+    let mut out: Vec<ReasonGroup> = groups
+        .into_iter()
+        .map(|(reason, (count, engines, samples))| ReasonGroup {
+            reason,
+            engines: engines.into_iter().collect(),
+            count,
+            samples,
+        })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+    out
 }
 
 /// Reads the three stages and reconciles them. Read-only: no migrations, no consumer-group
@@ -242,11 +228,23 @@ impl fmt::Display for Report {
 /// a full scan of the Cassandra table, then the dead-letter topic.
 pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
     let (audited, unpublished) = audited_ids(config).await?;
-    let (kafka_ids, kafka) = read_topic(config, &config.kafka.topic, true).await?;
+    let (kafka_ids, kafka) = read_topic(config).await?;
     let cassandra = cassandra_ids(config).await?;
-    let (dead_ids, dead_letters) = read_topic(config, &config.kafka.dead_letter_topic, false).await?;
+    let (scanned, dead) = crate::dlq::read(config, false).await?;
+    let dead_letters = dead_letter_counts(scanned.exists, scanned.truncated, &dead);
+    // The latest dead letter of each id (records come in partition and offset order).
+    let latest: HashMap<Uuid, &DeadLetter> = dead.iter().filter_map(|d| Some((d.id()?, d))).collect();
+    let dead_ids: HashSet<Uuid> = latest.keys().copied().collect();
     let diff = reconcile(&audited, &kafka_ids, &cassandra, &dead_ids);
     let missing_unpublished = diff.audited_not_in_kafka.iter().filter(|id| unpublished.contains(id)).count();
+    let refused_reasons = group_reasons(diff.refused_audited.iter().filter_map(|id| {
+        let d = latest.get(id)?;
+        Some((d.reason(), d.engine(), id.to_string()))
+    }));
+    let unaudited: Vec<&DeadLetter> = dead.iter().filter(|d| !d.id().is_some_and(|id| audited.contains(&id))).collect();
+    let unaudited_reasons = group_reasons(
+        unaudited.iter().map(|d| (d.reason(), d.engine(), d.key_str().unwrap_or_else(|| "(null key)".into()))),
+    );
     Ok(Report {
         topic: config.kafka.topic.clone(),
         dead_letter_topic: config.kafka.dead_letter_topic.clone(),
@@ -258,7 +256,28 @@ pub async fn verify(config: &Config) -> Result<Report, VerifyError> {
         dead_letters,
         cassandra_rows: cassandra.len() as u64,
         diff,
+        refused_reasons,
+        unaudited_dead_letters: unaudited.len() as u64,
+        unaudited_reasons,
     })
+}
+
+/// The counts of the dead-letter topic.
+fn dead_letter_counts(exists: bool, truncated: bool, dead: &[DeadLetter]) -> TopicCounts {
+    let mut counts = TopicCounts { exists, truncated, records: dead.len() as u64, ..TopicCounts::default() };
+    let mut keys = HashSet::new();
+    for d in dead {
+        counts.tombstones += u64::from(d.tombstone);
+        match (&d.key, d.id()) {
+            (None, _) => counts.null_keys += 1,
+            (Some(_), None) => counts.non_uuid_keys += 1,
+            (Some(_), Some(id)) => {
+                keys.insert(id);
+            }
+        }
+    }
+    counts.distinct_keys = keys.len() as u64;
+    counts
 }
 
 /// The ids audited for `kafka.topic`, and those of them not yet published.
@@ -306,148 +325,35 @@ async fn cassandra_ids(config: &Config) -> Result<HashSet<Uuid>, VerifyError> {
     Ok(ids)
 }
 
-/// The distinct UUID keys of a topic and its counts, read on a blocking thread.
-async fn read_topic(config: &Config, topic: &str, required: bool) -> Result<(HashSet<Uuid>, TopicCounts), VerifyError> {
-    let bootstrap = config.kafka.bootstrap_servers.clone();
-    let name = topic.to_string();
-    tokio::task::spawn_blocking(move || read_topic_blocking(&bootstrap, &name, required, KAFKA_READ_TIMEOUT))
-        .await
-        .map_err(|e| VerifyError::Join { topic: topic.to_string(), reason: e.to_string() })?
-}
-
-/// Reads `topic` from the low to the high watermarks taken at the start, partition by
-/// partition, with manual assignment: no group membership, no commits. A missing topic is an
-/// error when `required`, else empty.
-fn read_topic_blocking(
-    bootstrap: &str,
-    topic: &str,
-    required: bool,
-    timeout: Duration,
-) -> Result<(HashSet<Uuid>, TopicCounts), VerifyError> {
-    let kafka_err = |what: &str, e: KafkaError| VerifyError::Kafka {
-        bootstrap: bootstrap.to_string(),
-        what: format!("{what} of `{topic}`"),
-        reason: e.to_string(),
-    };
-    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "pipeline-verify")
-        // A group id of its own: `assign` never joins it and nothing is committed.
-        .set("group.id", format!("pipeline-verify-{}", Uuid::new_v4().simple()))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("allow.auto.create.topics", "false")
-        .create_with_context(QuietEof)
-        .map_err(|e| kafka_err("creating a consumer", e))?;
-
-    let metadata =
-        consumer.fetch_metadata(Some(topic), KAFKA_REQUEST_TIMEOUT).map_err(|e| kafka_err("fetching metadata", e))?;
-    let partitions: Vec<i32> = match metadata.topics().first() {
-        Some(t) => match t.error() {
-            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => Vec::new(),
-            Some(code) => {
-                return Err(VerifyError::Kafka {
-                    bootstrap: bootstrap.to_string(),
-                    what: format!("fetching metadata of `{topic}`"),
-                    reason: format!("{code:?}"),
-                })
+/// The distinct UUID keys of the events topic and its counts.
+async fn read_topic(config: &Config) -> Result<(HashSet<Uuid>, TopicCounts), VerifyError> {
+    let (scanned, (keys, mut counts)) = scan(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.topic,
+        true,
+        (HashSet::new(), TopicCounts::default()),
+        |(keys, counts): &mut (HashSet<Uuid>, TopicCounts), m| {
+            if m.payload().is_none() {
+                counts.tombstones += 1;
             }
-            None => t.partitions().iter().map(|p| p.id()).collect(),
+            match m.key() {
+                None => counts.null_keys += 1,
+                Some(key) => match std::str::from_utf8(key).ok().and_then(|k| Uuid::try_parse(k).ok()) {
+                    Some(id) => {
+                        keys.insert(id);
+                    }
+                    None => counts.non_uuid_keys += 1,
+                },
+            }
         },
-        None => Vec::new(),
-    };
-    if partitions.is_empty() {
-        if required {
-            return Err(VerifyError::TopicMissing { topic: topic.to_string(), bootstrap: bootstrap.to_string() });
-        }
-        return Ok((HashSet::new(), TopicCounts::default()));
-    }
-
-    let mut counts = TopicCounts { exists: true, ..TopicCounts::default() };
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    let mut expected = 0_u64;
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, KAFKA_REQUEST_TIMEOUT)
-            .map_err(|e| kafka_err(&format!("fetching the watermarks of partition {p}"), e))?;
-        counts.truncated |= low > 0;
-        if high > low {
-            assignment
-                .add_partition_offset(topic, p, Offset::Offset(low))
-                .map_err(|e| kafka_err(&format!("assigning partition {p}"), e))?;
-            ends.insert(p, high);
-            expected += (high - low) as u64;
-        }
-    }
-    let mut keys = HashSet::new();
-    if ends.is_empty() {
-        return Ok((keys, counts));
-    }
-    consumer.assign(&assignment).map_err(|e| kafka_err("assigning partitions", e))?;
-
-    let deadline = Instant::now() + timeout;
-    while !ends.is_empty() {
-        if Instant::now() >= deadline {
-            return Err(VerifyError::KafkaTimeout {
-                bootstrap: bootstrap.to_string(),
-                topic: topic.to_string(),
-                read: counts.records,
-                expected,
-                timeout,
-            });
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            // The end of a partition as it is now, at or past the high watermark taken above
-            // (a transaction marker may sit at the last offset, so no record reaches it).
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                ends.remove(&p);
-            }
-            Some(Err(e)) => return Err(kafka_err("reading", e)),
-            Some(Ok(m)) => {
-                let Some(&end) = ends.get(&m.partition()) else { continue };
-                if m.offset() >= end {
-                    ends.remove(&m.partition());
-                    continue;
-                }
-                counts.records += 1;
-                if m.payload().is_none() {
-                    counts.tombstones += 1;
-                }
-                match m.key() {
-                    None => counts.null_keys += 1,
-                    Some(key) => match std::str::from_utf8(key).ok().and_then(|k| Uuid::try_parse(k).ok()) {
-                        Some(id) => {
-                            keys.insert(id);
-                        }
-                        None => counts.non_uuid_keys += 1,
-                    },
-                }
-                if m.offset() + 1 >= end {
-                    ends.remove(&m.partition());
-                }
-            }
-        }
-    }
+    )
+    .await?;
+    counts.exists = scanned.exists;
+    counts.truncated = scanned.truncated;
+    counts.records = scanned.records;
     counts.distinct_keys = keys.len() as u64;
     Ok((keys, counts))
 }
-
-/// Reaching the end of a partition is how the reader knows it is done, not an error worth
-/// librdkafka's default "Global error" log line.
-struct QuietEof;
-
-impl rdkafka::ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::error!("librdkafka: {error}: {reason}");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
 #[cfg(test)]
 mod tests {
@@ -471,30 +377,58 @@ mod tests {
 
     #[test]
     fn every_difference_is_classified() {
-        let u = ids(10);
-        // 0..6 audited; 1 never reached Kafka; 8 sent to Kafka around the producer.
+        let u = ids(12);
+        // 0..6 audited; 1 never reached Kafka; 8 and 10 sent to Kafka around the producer.
         let audited = set(&u[0..6]);
-        let kafka = set(&[u[0], u[2], u[3], u[4], u[5], u[8]]);
-        // 3 dead-lettered, 4 missing, 9 written to Cassandra by hand; 8 also reached Cassandra.
+        let kafka = set(&[u[0], u[2], u[3], u[4], u[5], u[8], u[10]]);
+        // 3 refused, 4 missing, 9 written to Cassandra by hand; 8 also reached Cassandra;
+        // 10 dead-lettered (unaudited); 5 dead-lettered once and in Cassandra since.
         let cassandra = set(&[u[0], u[2], u[5], u[8], u[9]]);
-        let dead = set(&[u[3], u[7]]);
+        let dead = set(&[u[3], u[5], u[7], u[10]]);
         let r = reconcile(&audited, &kafka, &cassandra, &dead);
         assert_eq!(r.audited_not_in_kafka, vec![u[1]]);
         assert_eq!(r.kafka_not_in_cassandra, vec![u[4]]);
-        assert_eq!(r.dead_lettered, vec![u[3]], "a dead letter whose id is not on the topic is not reported");
+        assert_eq!(r.refused_audited, vec![u[3]]);
+        assert_eq!(
+            r.dead_lettered_unaudited,
+            vec![u[10]],
+            "a dead letter whose id is not on the topic is not reported"
+        );
+        assert_eq!(r.dead_lettered_since_written, vec![u[5]]);
         assert_eq!(r.cassandra_not_audited, vec![u[8], u[9]]);
-        assert_eq!(r.kafka_not_audited, vec![u[8]]);
-        assert!(r.lost());
+        assert_eq!(r.kafka_not_audited, vec![u[8], u[10]]);
+        assert!(r.lost() && r.refused());
     }
 
     #[test]
-    fn dead_letters_are_not_losses() {
-        let u = ids(3);
-        let all = set(&u);
-        let r = reconcile(&all, &all, &set(&u[..1]), &set(&u[1..]));
+    fn audited_dead_letters_are_refused_unaudited_ones_are_not() {
+        let u = ids(4);
+        let audited = set(&u[..3]);
+        let kafka = set(&u);
+        // 1 and 2 audited and refused; 3 unaudited and refused.
+        let r = reconcile(&audited, &kafka, &set(&u[..1]), &set(&u[1..]));
         assert!(r.kafka_not_in_cassandra.is_empty());
-        assert_eq!(r.dead_lettered, u[1..].to_vec());
-        assert!(!r.lost());
+        assert_eq!(r.refused_audited, u[1..3].to_vec());
+        assert_eq!(r.dead_lettered_unaudited, vec![u[3]]);
+        assert!(!r.lost() && r.refused());
+
+        let junk_only = reconcile(&set(&u[..3]), &kafka, &set(&u[..3]), &set(&u[3..]));
+        assert!(!junk_only.lost() && !junk_only.refused(), "{junk_only:?}");
+        assert_eq!(junk_only.dead_lettered_unaudited, vec![u[3]]);
+    }
+
+    #[test]
+    fn reasons_are_grouped_with_counts_engines_and_samples() {
+        let items = (0..15).map(|i| {
+            let reason = if i % 5 == 0 { "email is not an address" } else { "undecodable" };
+            let engine = if i < 2 { "spark" } else { "datafusion" };
+            (reason.to_string(), engine.to_string(), format!("id{i}"))
+        });
+        let g = group_reasons(items);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].reason.as_str(), g[0].count, g[0].samples.len()), ("undecodable", 12, SAMPLE_SIZE));
+        assert_eq!(g[0].engines, vec!["datafusion".to_string(), "spark".to_string()]);
+        assert_eq!((g[1].count, g[1].samples.clone()), (3, vec!["id0".to_string(), "id5".into(), "id10".into()]));
     }
 
     #[test]
@@ -534,6 +468,9 @@ mod tests {
             dead_letters: TopicCounts { exists: true, ..TopicCounts::default() },
             cassandra_rows: 27,
             diff,
+            refused_reasons: Vec::new(),
+            unaudited_dead_letters: 0,
+            unaudited_reasons: Vec::new(),
         }
     }
 
@@ -554,5 +491,35 @@ mod tests {
         let ok = report(Reconciliation::default()).to_string();
         assert!(ok.ends_with("result: OK, nothing lost"), "{ok}");
         assert!(!ok.contains("LOST"), "{ok}");
+    }
+
+    #[test]
+    fn refused_users_fail_with_their_reasons_in_text_and_json() {
+        let u = ids(3);
+        let mut r = report(Reconciliation { refused_audited: u.clone(), ..Reconciliation::default() });
+        r.refused_reasons =
+            group_reasons(u.iter().map(|id| ("undecodable Avro".into(), "spark".into(), id.to_string())));
+        r.unaudited_dead_letters = 1;
+        r.unaudited_reasons = group_reasons([("not registry-framed".into(), "datafusion".into(), "junk".into())]);
+        assert!(!r.lost() && r.refused() && !r.ok());
+        let text = r.to_string();
+        assert!(text.contains("3 x undecodable Avro [spark]"), "{text}");
+        assert!(text.contains("1 x not registry-framed [datafusion]"), "{text}");
+        assert!(text.contains(&u[2].to_string()), "{text}");
+        assert!(text.ends_with("result: FAILED, 3 audited user(s) refused by an engine"), "{text}");
+
+        let json = serde_json::to_value(r.to_json()).expect("serialise");
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["failures"], serde_json::json!(["refused"]));
+        assert_eq!(json["refused_audited"]["count"], 3);
+        assert_eq!(json["refused_audited"]["reasons"][0]["reason"], "undecodable Avro");
+        assert_eq!(json["refused_audited"]["reasons"][0]["engines"], serde_json::json!(["spark"]));
+        assert_eq!(json["dead_letters_unaudited"]["count"], 1);
+        assert_eq!(json["counts"]["cassandra_rows"], 27);
+        let back: VerifyJson = serde_json::from_value(json).expect("the document reads back");
+        assert_eq!(back, r.to_json());
+
+        let ok = report(Reconciliation::default()).to_json();
+        assert_eq!((ok.status, ok.failures.len()), (json::Status::Ok, 0));
     }
 }
