@@ -12,6 +12,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+mod spark;
+pub use spark::{connector_sees_table, spark_session};
+
 /// The effective configuration (defaults + env), relative paths resolved at the workspace root.
 pub fn config() -> Config {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");

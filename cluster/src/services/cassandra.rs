@@ -28,7 +28,17 @@ impl Spec for Cassandra {
 
     fn prepare(&self, ctx: &Ctx) -> Result<(), ServiceError> {
         let triggers = ctx.layout.data("cassandra").join("triggers");
-        fs::create_dir_all(&triggers).map_err(|e| ServiceError::io("create", &triggers, e))
+        fs::create_dir_all(&triggers).map_err(|e| ServiceError::io("create", &triggers, e))?;
+        // The node must be its own seed at the configured storage port. With the file's fixed
+        // "127.0.0.1:7000", a second cluster on other ports (a private test cluster) gossips
+        // with the first one, joins its ring and takes over its token.
+        let yaml = ctx.layout.conf("cassandra/cassandra.yaml");
+        let text = fs::read_to_string(&yaml).map_err(|e| ServiceError::io("read", &yaml, e))?;
+        let seeded = with_own_seed(&text, ctx.host(), ctx.config.cassandra.storage_port)?;
+        if seeded != text {
+            fs::write(&yaml, seeded).map_err(|e| ServiceError::io("write", &yaml, e))?;
+        }
+        Ok(())
     }
 
     fn launch(&self, ctx: &Ctx) -> Result<Launch, ServiceError> {
@@ -101,6 +111,26 @@ pub(crate) fn contact_point(config: &Config) -> Result<(String, u16), ServiceErr
     Ok((cp.ip().to_string(), cp.port()))
 }
 
+/// `cassandra.yaml` with the seed list replaced by this node's own `host:storage_port`.
+fn with_own_seed(yaml: &str, host: &str, storage_port: u16) -> Result<String, ServiceError> {
+    const SEEDS: &str = "- seeds: ";
+    let mut found = false;
+    let lines: Vec<String> = yaml
+        .lines()
+        .map(|line| match line.find(SEEDS) {
+            Some(at) if !line.trim_start().starts_with('#') => {
+                found = true;
+                format!("{}{SEEDS}\"{host}:{storage_port}\"", &line[..at])
+            }
+            _ => line.to_string(),
+        })
+        .collect();
+    if !found {
+        return Err(ServiceError::Config("cassandra.yaml has no `- seeds:` line to point at this node".into()));
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
 /// JVM options of Cassandra 5 on Java 17 (its jvm-server/jvm17-server options, trimmed).
 const JVM_OPTIONS: &[&str] = &[
     "-Xss256k",
@@ -145,3 +175,18 @@ const JVM_OPTIONS: &[&str] = &[
     "-Dio.netty.allocator.useCacheForAllThreads=true",
     "-Dio.netty.allocator.maxOrder=11",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_is_its_own_seed_at_the_configured_storage_port() {
+        let yaml = "seed_provider:\n  - class_name: x\n    parameters:\n      - seeds: \"127.0.0.1:7000\"\nstorage_port: 7000\n";
+        let seeded = with_own_seed(yaml, "127.0.0.1", 17000).expect("seeds line");
+        assert!(seeded.contains("      - seeds: \"127.0.0.1:17000\"\n"), "{seeded}");
+        assert!(!seeded.contains(":7000\""), "{seeded}");
+        assert_eq!(with_own_seed(yaml, "127.0.0.1", 7000).expect("seeds line"), yaml);
+        assert!(with_own_seed("storage_port: 7000\n", "127.0.0.1", 7000).is_err());
+    }
+}

@@ -9,7 +9,7 @@ use spark_connect_rs::spark::write_operation::SaveMode;
 use spark_connect_rs::streaming::{OutputMode, Trigger};
 use spark_connect_rs::{SparkSession, SparkSessionBuilder};
 
-use pipeline_testkit::{cassandra, config, eventually, unique};
+use pipeline_testkit::{cassandra, config, connector_sees_table, eventually, unique};
 
 async fn session() -> SparkSession {
     let cfg = config();
@@ -91,6 +91,9 @@ async fn kafka_batch_read_written_to_cassandra_by_the_connector() {
         .expect("table");
 
     let spark = session().await;
+    // The connector in the Connect server learns of the new table a moment later (its driver
+    // refreshes the schema after a schema-change event): wait for it rather than race it.
+    connector_sees_table(&spark, &keyspace, "users", Duration::from_secs(60)).await;
     spark
         .read()
         .format("kafka")
