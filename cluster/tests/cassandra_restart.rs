@@ -5,6 +5,7 @@
 //!
 //! A test binary of its own: it kills the shared Cassandra, and cargo runs test binaries one
 //! after another. Cassandra is brought back even when the test fails half-way.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::time::{Duration, Instant};
 

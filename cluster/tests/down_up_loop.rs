@@ -5,6 +5,7 @@
 //! Runs on a private mini-cluster (own state folder, free ports) beside the shared one,
 //! DOWN_UP_ROUNDS times per service (5 unless set). A test binary of its own: a second Kafka,
 //! Cassandra and Spark chain is too heavy to run beside other tests.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Instant;
@@ -36,7 +37,7 @@ fn private_config() -> Config {
     c.cluster.memory.cassandra_heap = "512m".into();
     c.kafka.bootstrap_servers = format!("127.0.0.1:{}", free_port());
     c.kafka.controller_port = free_port();
-    c.cassandra.contact_points = vec![format!("127.0.0.1:{}", free_port())];
+    c.cassandra.contact_points = vec![(std::net::Ipv4Addr::LOCALHOST, free_port()).into()];
     c.cassandra.storage_port = free_port();
     c.cassandra.jmx_port = free_port();
     c.spark.master_url = format!("spark://127.0.0.1:{}", free_port());

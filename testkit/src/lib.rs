@@ -12,7 +12,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+#[cfg(feature = "spark")]
 mod spark;
+#[cfg(feature = "spark")]
 pub use spark::{connector_sees_table, spark_session};
 
 /// The effective configuration (defaults + env), relative paths resolved at the workspace root.
