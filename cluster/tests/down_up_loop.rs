@@ -7,50 +7,18 @@
 //! Cassandra and Spark chain is too heavy to run beside other tests.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::time::Instant;
 
 use pipeline_cluster::{Cluster, Outcome, Service};
-use pipeline_core::Config;
-use pipeline_testkit::{config, unique};
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind").local_addr().expect("addr").port()
-}
-
-/// Stops the private mini-cluster and removes its state even when an assertion fails.
-struct Teardown<'a>(&'a Cluster);
-
-impl Drop for Teardown<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.down(&[]);
-        let _ = std::fs::remove_dir_all(&self.0.layout().state);
-    }
-}
-
-/// Every port of every JVM service moved to a free one; the state folder is a new temp folder.
-fn private_config() -> Config {
-    let mut c = config();
-    let state = std::env::temp_dir().join(unique("pipeline_it_down_up"));
-    c.postgres.password_file = state.join("secrets/postgres.password");
-    c.cluster.state_dir = state;
-    c.cluster.memory.cassandra_heap = "512m".into();
-    c.kafka.bootstrap_servers = format!("127.0.0.1:{}", free_port());
-    c.kafka.controller_port = free_port();
-    c.cassandra.contact_points = vec![(std::net::Ipv4Addr::LOCALHOST, free_port()).into()];
-    c.cassandra.storage_port = free_port();
-    c.cassandra.jmx_port = free_port();
-    c.spark.master_url = format!("spark://127.0.0.1:{}", free_port());
-    c.spark.master_ui_port = free_port();
-    c.spark.worker_ui_port = free_port();
-    c.spark.connect_url = format!("sc://127.0.0.1:{}", free_port());
-    c.spark.app_ui_port = free_port();
-    c
-}
+#[path = "common/private.rs"]
+mod private;
+use private::{free_port, private_config, Teardown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_then_up_succeeds_every_time_for_each_jvm_service() {
-    let cfg = private_config();
+    let mut cfg = private_config("pipeline_it_down_up");
+    cfg.cluster.memory.cassandra_heap = "512m".into();
     cfg.validate().expect("a valid private configuration");
     let rounds: usize = std::env::var("DOWN_UP_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     // The registry is left out: on a port other than its default it does not start (Quarkus

@@ -1,41 +1,17 @@
 //! `up` twice is harmless, `down` leaves no process or port behind, a taken port is named.
 //! These run on a private mini-cluster (own state folder and ports) beside the main one.
 
-use std::net::{Ipv4Addr, TcpListener};
 
 use pipeline_cluster::{Cluster, ClusterError, Outcome, Service};
-use pipeline_core::Config;
 
-use pipeline_testkit::{config, unique};
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind").local_addr().expect("addr").port()
-}
-
-/// Stops the private mini-cluster and removes its state even when an assertion fails.
-struct Teardown<'a>(&'a Cluster);
-
-impl Drop for Teardown<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.down(&[]);
-        let _ = std::fs::remove_dir_all(&self.0.layout().state);
-    }
-}
-
-fn private_config() -> Config {
-    let mut c = config();
-    let state = std::env::temp_dir().join(unique("pipeline_it_state"));
-    c.postgres.password_file = state.join("secrets/postgres.password");
-    c.cluster.state_dir = state;
-    c.postgres.port = free_port();
-    c.kafka.bootstrap_servers = format!("127.0.0.1:{}", free_port());
-    c.kafka.controller_port = free_port();
-    c
-}
+#[path = "../common/private.rs"]
+mod private;
+use private::{free_port, private_config, Teardown};
 
 #[tokio::test]
 async fn up_twice_is_harmless_and_down_leaves_nothing_behind() {
-    let cfg = private_config();
+    let cfg = private_config("pipeline_it_state");
     let services = [Service::Postgres, Service::Kafka];
     let ports: Vec<u16> = services.iter().flat_map(|s| s.ports(&cfg)).collect();
     let cluster = Cluster::new(cfg);
@@ -68,7 +44,7 @@ async fn up_twice_is_harmless_and_down_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn a_taken_port_fails_up_with_the_service_name() {
-    let mut cfg = private_config();
+    let mut cfg = private_config("pipeline_it_state");
     let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
     let port = squatter.local_addr().expect("addr").port();
     cfg.postgres.port = port;

@@ -25,95 +25,61 @@ macro_rules! string_serde {
     };
 }
 
-/// Compression of produced Kafka batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
+/// An enum of named values: `ALL`, `as_str`, `FromStr` (the error lists the accepted names),
+/// `Display` and serde through them.
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    format!("`{s}` is not one of {}", Self::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "))
+                })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        string_serde!($name);
+    };
 }
 
-impl Compression {
-    const ALL: [(Compression, &'static str); 5] = [
-        (Compression::None, "none"),
-        (Compression::Gzip, "gzip"),
-        (Compression::Snappy, "snappy"),
-        (Compression::Lz4, "lz4"),
-        (Compression::Zstd, "zstd"),
-    ];
+named_enum! {
+    /// Compression of produced Kafka batches (librdkafka's `compression.type`).
+    Compression { None => "none", Gzip => "gzip", Snappy => "snappy", Lz4 => "lz4", Zstd => "zstd" }
+}
 
-    /// The librdkafka `compression.type` value.
-    pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(c, _)| *c == self).map(|(_, n)| *n).unwrap_or("none")
+named_enum! {
+    /// Compatibility level of a registry subject, as the registry API names it.
+    Compatibility {
+        None => "NONE",
+        Backward => "BACKWARD",
+        BackwardTransitive => "BACKWARD_TRANSITIVE",
+        Forward => "FORWARD",
+        ForwardTransitive => "FORWARD_TRANSITIVE",
+        Full => "FULL",
+        FullTransitive => "FULL_TRANSITIVE",
     }
 }
-
-impl FromStr for Compression {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| *n == s)
-            .map(|(c, _)| *c)
-            .ok_or_else(|| format!("`{s}` is not one of {}", Self::ALL.map(|(_, n)| n).join(", ")))
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-string_serde!(Compression);
-
-/// Compatibility level of a registry subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compatibility {
-    None,
-    Backward,
-    BackwardTransitive,
-    Forward,
-    ForwardTransitive,
-    Full,
-    FullTransitive,
-}
-
-impl Compatibility {
-    const ALL: [(Compatibility, &'static str); 7] = [
-        (Compatibility::None, "NONE"),
-        (Compatibility::Backward, "BACKWARD"),
-        (Compatibility::BackwardTransitive, "BACKWARD_TRANSITIVE"),
-        (Compatibility::Forward, "FORWARD"),
-        (Compatibility::ForwardTransitive, "FORWARD_TRANSITIVE"),
-        (Compatibility::Full, "FULL"),
-        (Compatibility::FullTransitive, "FULL_TRANSITIVE"),
-    ];
-
-    /// The name the registry API uses.
-    pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(c, _)| *c == self).map(|(_, n)| *n).unwrap_or("NONE")
-    }
-}
-
-impl FromStr for Compatibility {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .iter()
-            .find(|(_, n)| *n == s)
-            .map(|(c, _)| *c)
-            .ok_or_else(|| format!("`{s}` is not one of {}", Self::ALL.map(|(_, n)| n).join(", ")))
-    }
-}
-
-impl fmt::Display for Compatibility {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-string_serde!(Compatibility);
 
 /// Where a new consumer (the Spark query, the local engine's group) starts reading.
 #[derive(Debug, Clone, PartialEq, Eq)]
