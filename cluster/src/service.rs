@@ -186,7 +186,7 @@ impl Services<'_> {
             Service::Registry => self.artifact("apicurio/quarkus-run.jar"),
             Service::Cassandra => self.artifact("cassandra/lib"),
             Service::SparkMaster | Service::SparkWorker => self.spark_home().join("bin/spark-class"),
-            Service::SparkConnect => self.artifact("spark/jars"),
+            Service::SparkConnect => crate::connect_auth::interceptor_jar(self.layout),
         }
     }
 
@@ -201,6 +201,7 @@ impl Services<'_> {
         match service {
             Service::Postgres => self.prepare_postgres(),
             Service::Kafka => self.prepare_kafka(),
+            Service::SparkConnect => crate::connect_auth::ensure_token(self.config).map(|_| ()),
             _ => Ok(()),
         }
     }
@@ -455,8 +456,8 @@ impl Services<'_> {
             "--driver-memory".into(),
             mem.spark_driver_memory.clone(),
         ];
-        for (k, v) in [
-            ("spark.driver.extraClassPath", cp.clone()),
+        let auth = crate::connect_auth::spark_conf(self.layout, &cp);
+        for (k, v) in auth.into_iter().chain([
             ("spark.executor.extraClassPath", cp),
             ("spark.driver.extraJavaOptions", "-Dpipeline.service=spark-connect".to_string()),
             ("spark.executor.memory", mem.spark_executor_memory.clone()),
@@ -464,10 +465,12 @@ impl Services<'_> {
             ("spark.ui.port", cfg.spark.app_ui_port.to_string()),
             ("spark.cassandra.connection.host", cassandra_host(cfg)),
             ("spark.cassandra.connection.port", cassandra_port(cfg)?.to_string()),
-        ] {
+        ]) {
             args.extend(["--conf".to_string(), format!("{k}={v}")]);
         }
-        Ok(self.spark_env(Launch::new(self.spark_home().join("bin/spark-class"))).args(args))
+        let token_file = crate::connect_auth::ensure_token(cfg)?;
+        let launch = self.spark_env(Launch::new(self.spark_home().join("bin/spark-class"))).args(args);
+        Ok(crate::connect_auth::server_env(launch, &token_file))
     }
 
     /// One readiness probe; `Ok` means the service answers its protocol.
@@ -519,7 +522,7 @@ impl Services<'_> {
             }
             Service::SparkConnect => {
                 tcp_open(url_port(&cfg.spark.connect_url, "sc")?).await?;
-                spark_select_one(&cfg.spark.connect_url).await
+                spark_select_one(cfg).await
             }
         }
     }
@@ -800,12 +803,12 @@ async fn master_json(config: &Config) -> Result<serde_json::Value, String> {
     resp.json().await.map_err(|e| format!("{url}: {e}"))
 }
 
-/// `SELECT 1` through Spark Connect.
-pub async fn spark_select_one(connect_url: &str) -> ProbeResult {
+/// `SELECT 1` through Spark Connect, with the token when the token file exists.
+pub async fn spark_select_one(config: &Config) -> ProbeResult {
     use spark_connect_rs::SparkSessionBuilder;
-    let url = format!("{}/;user_id=pipeline", connect_url.trim_end_matches('/'));
+    let url = pipeline_core::connect::connect_url(config, "pipeline", None).map_err(|e| e.to_string())?;
     let probe = async {
-        let spark = SparkSessionBuilder::remote(&url).build().await.map_err(|e| e.to_string())?;
+        let spark = SparkSessionBuilder::remote(url.secret()).build().await.map_err(|e| e.to_string())?;
         let batch = spark
             .sql("SELECT 1 AS one")
             .await

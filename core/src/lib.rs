@@ -4,6 +4,7 @@
 //!   Arrow, Spark DDL and CQL schemas derived from them.
 //! - [`config`]: layered configuration (embedded defaults, user file, `PIPELINE__*` env vars)
 //!   with every error reported at once.
+//! - [`connect`]: the Spark Connect URL every client uses, with the server's token.
 //! - [`postgres`]: the connection as the pipeline's PostgreSQL role.
 //! - [`registry`]: Confluent-compatible schema registry client and the wire format
 //!   (magic byte, schema id, Avro payload).
@@ -11,6 +12,7 @@
 //! - [`shutdown`]: the cancellation token every long-running `run` function takes.
 
 pub mod config;
+pub mod connect;
 pub mod model;
 pub mod postgres;
 pub mod registry;

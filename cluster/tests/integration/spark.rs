@@ -13,8 +13,8 @@ use pipeline_testkit::{cassandra, config, eventually, unique};
 
 async fn session() -> SparkSession {
     let cfg = config();
-    let url = format!("{}/;user_id=pipeline-tests", cfg.spark.connect_url);
-    SparkSessionBuilder::remote(&url).build().await.expect("Spark Connect must be up (pipeline cluster up)")
+    let url = pipeline_core::connect::connect_url(&cfg, "pipeline-tests", None).expect("Spark Connect URL");
+    SparkSessionBuilder::remote(url.secret()).build().await.expect("Spark Connect must be up (pipeline cluster up)")
 }
 
 async fn count(spark: &SparkSession, table: &str) -> i64 {
@@ -26,7 +26,7 @@ async fn count(spark: &SparkSession, table: &str) -> i64 {
 
 #[tokio::test]
 async fn spark_connect_runs_sql_on_the_cluster() {
-    pipeline_cluster::service::spark_select_one(&config().spark.connect_url).await.expect("SELECT 1");
+    pipeline_cluster::service::spark_select_one(&config()).await.expect("SELECT 1");
     let spark = session().await;
     let version = spark.version().await.expect("version");
     assert!(version.starts_with("3.5."), "Spark {version}");
