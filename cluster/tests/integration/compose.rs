@@ -480,7 +480,8 @@ fn connect_auth_problems(doc: &Value) -> Vec<String> {
     };
     let words = command_words(svc);
     let interceptor = pipeline_cluster::connect_auth::INTERCEPTOR_CLASS;
-    if !words.iter().any(|w| w == &format!("spark.connect.grpc.interceptor.classes={interceptor}")) {
+    let loads = words.windows(2).any(|w| w[0] == "spark.connect.grpc.interceptor.classes" && w[1] == interceptor);
+    if !loads {
         problems.push(format!("spark-connect does not load {interceptor} (spark.connect.grpc.interceptor.classes)"));
     }
     let jar = pipeline_cluster::connect_auth::INTERCEPTOR_JAR;
