@@ -14,6 +14,7 @@ use pipeline_core::Config;
 
 use crate::layout::Layout;
 use crate::process::Launch;
+use crate::services::ServiceError;
 
 /// The interceptor's class, for `spark.connect.grpc.interceptor.classes`.
 pub const INTERCEPTOR_CLASS: &str = "pipeline.connect.TokenInterceptor";
@@ -34,21 +35,22 @@ pub fn interceptor_jar(layout: &Layout) -> PathBuf {
 /// (with `spark.connect_token` when that override is set). An existing file is kept, so
 /// clients and a restarted server agree; an unreadable or invalid one, or one that differs
 /// from the override, is an error.
-pub fn ensure_token(config: &Config) -> Result<PathBuf, String> {
+pub fn ensure_token(config: &Config) -> Result<PathBuf, ServiceError> {
     // Relative paths resolve against the working directory, like the state folder's.
     let file = absolute(&config.connect_token_file());
-    let wanted = pipeline_core::connect::client_token(config).map_err(|e| e.to_string())?;
-    match pipeline_core::connect::read_token(&file).map_err(|e| e.to_string())? {
+    let invalid = |e: pipeline_core::connect::ConnectUrlError| ServiceError::Config(e.to_string());
+    let wanted = pipeline_core::connect::client_token(config).map_err(invalid)?;
+    match pipeline_core::connect::read_token(&file).map_err(invalid)? {
         Some(existing) => match wanted {
-            Some(w) if w != existing => Err(format!(
+            Some(w) if w != existing => Err(ServiceError::Config(format!(
                 "PIPELINE__SPARK__CONNECT_TOKEN differs from the token in {}; unset it or remove the file",
                 file.display()
-            )),
+            ))),
             _ => Ok(file),
         },
         None => {
             if let Some(dir) = file.parent() {
-                fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                fs::create_dir_all(dir).map_err(|e| ServiceError::io("create", dir, e))?;
             }
             write_secret(&file, &wanted.unwrap_or_else(random_token))?;
             Ok(file)
@@ -69,7 +71,7 @@ fn random_token() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 43)
 }
 
-fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
+fn write_secret(path: &Path, secret: &str) -> Result<(), ServiceError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()
@@ -77,8 +79,8 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), String> {
         .write(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.write_all(secret.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| ServiceError::io("write", path, e))?;
+    f.write_all(secret.as_bytes()).map_err(|e| ServiceError::io("write", path, e))
 }
 
 /// The Connect server's settings for the interceptor: its class, and its jar on the driver's
@@ -90,9 +92,11 @@ pub fn spark_conf(layout: &Layout, driver_class_path: &str) -> Vec<(&'static str
     ]
 }
 
-/// The environment the interceptor reads its token file and peer policy from.
-pub fn server_env(launch: Launch, token_file: &Path) -> Launch {
-    launch.env(TOKEN_FILE_ENV, token_file.to_string_lossy()).env(LOOPBACK_ONLY_ENV, "true")
+/// The environment the interceptor reads its token file and peer policy from: calls from
+/// other hosts are refused while the services bind to a loopback `cluster.host`.
+pub fn server_env(launch: Launch, token_file: &Path, host: &str) -> Launch {
+    let loopback = host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    launch.env(TOKEN_FILE_ENV, token_file.to_string_lossy()).env(LOOPBACK_ONLY_ENV, loopback.to_string())
 }
 
 #[cfg(test)]

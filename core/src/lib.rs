@@ -4,6 +4,7 @@
 //!   Arrow, Spark DDL and CQL schemas derived from them.
 //! - [`config`]: layered configuration (embedded defaults, user file, `PIPELINE__*` env vars)
 //!   with every error reported at once.
+//! - [`clients`]: the one door to Kafka and Cassandra (features `kafka`, `cassandra`).
 //! - [`connect`]: the Spark Connect URL every client uses, with the server's token.
 //! - [`postgres`]: the connection as the pipeline's PostgreSQL role.
 //! - [`registry`]: Confluent-compatible schema registry client and the wire format
@@ -11,6 +12,7 @@
 //! - [`telemetry`]: tracing subscriber and Prometheus exporter.
 //! - [`shutdown`]: the cancellation token every long-running `run` function takes.
 
+pub mod clients;
 pub mod config;
 pub mod connect;
 pub mod model;

@@ -322,7 +322,7 @@ pub async fn submit(config: &Config) -> Result<Submitted, JobError> {
     let spark = connect(config).await?;
     let running = active_queries(&spark).await?;
     let find = |name: &str| running.iter().find(|q| q.name().as_deref() == Some(name)).cloned();
-    let registry = RegistryClient::new(&config.registry.url)?;
+    let registry = RegistryClient::from_config(&config.registry)?;
     let (schema_id, schema) = registry.latest(&config.registry.subject).await?;
     if let (Some(main), Some(dead)) = (find(&job.query_name), find(&job.dead_letter_query_name)) {
         return Ok(Submitted {
