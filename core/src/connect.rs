@@ -44,8 +44,11 @@ impl ConnectUrl {
 
 impl fmt::Display for ConnectUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: Vec<&str> =
-            self.url.split(';').map(|part| if part.starts_with("token=") { "token=<redacted>" } else { part }).collect();
+        let shown: Vec<&str> = self
+            .url
+            .split(';')
+            .map(|part| if part.starts_with("token=") { "token=<redacted>" } else { part })
+            .collect();
         f.write_str(&shown.join(";"))
     }
 }
@@ -187,6 +190,9 @@ mod tests {
         let rebased = config.clone().rebase(std::path::Path::new("/repo"));
         assert_eq!(rebased.connect_token_file(), std::path::Path::new("/srv/state/secrets/spark-connect.token"));
         config.spark.connect_token_file = "elsewhere/token".into();
-        assert_eq!(config.rebase(std::path::Path::new("/repo")).connect_token_file(), std::path::Path::new("/repo/elsewhere/token"));
+        assert_eq!(
+            config.rebase(std::path::Path::new("/repo")).connect_token_file(),
+            std::path::Path::new("/repo/elsewhere/token")
+        );
     }
 }

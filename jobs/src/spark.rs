@@ -18,11 +18,11 @@ use pipeline_core::model::{cql_create_keyspace, cql_create_table, CreatedUserRow
 use pipeline_core::registry::{RegistryClient, RegistryError};
 use pipeline_core::Config;
 use serde_json::Value;
+use spark_connect_rs::errors::SparkError;
 use spark_connect_rs::functions::{col, lit};
 use spark_connect_rs::spark::expression::{ExprType, UnresolvedFunction};
 use spark_connect_rs::spark::Expression;
 use spark_connect_rs::streaming::{OutputMode, StreamingQuery, Trigger};
-use spark_connect_rs::errors::SparkError;
 use spark_connect_rs::{DataFrame, SparkSession, SparkSessionBuilder};
 
 use crate::transform::{row_columns, transform_columns, Engine};
@@ -104,15 +104,18 @@ pub async fn connect(config: &Config) -> Result<SparkSession, JobError> {
     // A cheap round trip: building the session does not contact the server. The client's
     // error keeps its type here, so that a refused token is told apart from other failures.
     let probe = session.clone();
-    let answer = guarded("checking the connection", async move { Ok::<_, std::convert::Infallible>(probe.version().await) })
-        .await
-        .map_err(|e| JobError::Connect { url: shown.clone(), reason: e.to_string() })?;
+    let answer =
+        guarded("checking the connection", async move { Ok::<_, std::convert::Infallible>(probe.version().await) })
+            .await
+            .map_err(|e| JobError::Connect { url: shown.clone(), reason: e.to_string() })?;
     match answer {
         Ok(_) => Ok(session),
         Err(SparkError::Unauthenticated(reason)) => {
             Err(JobError::Unauthenticated { reason: first_lines(&reason), token_file: token_hint(config, &url) })
         }
-        Err(SparkError::PermissionDenied(reason)) => Err(JobError::Refused { url: shown, reason: first_lines(&reason) }),
+        Err(SparkError::PermissionDenied(reason)) => {
+            Err(JobError::Refused { url: shown, reason: first_lines(&reason) })
+        }
         Err(e) => Err(JobError::Connect { url: shown, reason: first_lines(&e.to_string()) }),
     }
 }

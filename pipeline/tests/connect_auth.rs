@@ -15,7 +15,10 @@ fn cluster_token(cfg: &Config) -> String {
     let file = cfg.connect_token_file();
     let token = pipeline_core::connect::read_token(&file).expect("readable token file");
     token.unwrap_or_else(|| {
-        panic!("{} does not exist: start the cluster with `pipeline cluster up`, which requires the token", file.display())
+        panic!(
+            "{} does not exist: start the cluster with `pipeline cluster up`, which requires the token",
+            file.display()
+        )
     })
 }
 
