@@ -205,14 +205,11 @@ fn absolute(p: &Path) -> PathBuf {
 /// Creates the keyspace and table if absent (CQL derived from the record model).
 pub async fn ensure_table(config: &Config) -> Result<(), JobError> {
     let c = &config.cassandra;
-    let session =
-        scylla::client::session_builder::SessionBuilder::new().known_nodes(&c.contact_points).build().await.map_err(
-            |e| JobError::Cassandra {
-                keyspace: c.keyspace.clone(),
-                table: c.table.clone(),
-                reason: format!("cannot connect to {:?}: {e}", c.contact_points),
-            },
-        )?;
+    let session = pipeline_core::clients::cassandra::session(c).await.map_err(|e| JobError::Cassandra {
+        keyspace: c.keyspace.clone(),
+        table: c.table.clone(),
+        reason: e.to_string(),
+    })?;
     ensure_table_in(&session, c).await
 }
 
@@ -261,7 +258,7 @@ async fn build(
         .format("kafka")
         .option("kafka.bootstrap.servers", job.kafka_bootstrap(&config.kafka))
         .option("subscribe", &config.kafka.topic)
-        .option("startingOffsets", &job.starting_offsets)
+        .option("startingOffsets", job.starting_offsets.spark_option())
         .option("maxOffsetsPerTrigger", &job.max_offsets_per_trigger.to_string())
         .option("failOnDataLoss", &job.fail_on_data_loss.to_string())
         .load(None)
@@ -343,7 +340,7 @@ pub async fn submit(config: &Config) -> Result<Submitted, JobError> {
     ensure_table(config).await?;
     let (rows, dead) = build(&spark, config, schema_id, &schema).await?;
     let checkpoints = absolute(&job.checkpoint_dir);
-    let trigger = Trigger::ProcessingTimeInterval(job.trigger_interval.clone());
+    let trigger = Trigger::ProcessingTimeInterval(job.trigger_interval.spark());
     let main = rows
         .write_stream()
         .format("org.apache.spark.sql.cassandra")

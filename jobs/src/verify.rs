@@ -288,10 +288,9 @@ async fn cassandra_ids(config: &Config) -> Result<HashSet<Uuid>, VerifyError> {
     let c = &config.cassandra;
     let query_err =
         |reason: String| VerifyError::CassandraQuery { keyspace: c.keyspace.clone(), table: c.table.clone(), reason };
-    let session =
-        scylla::client::session_builder::SessionBuilder::new().known_nodes(&c.contact_points).build().await.map_err(
-            |e| VerifyError::CassandraConnect { contact_points: c.contact_points.join(","), reason: e.to_string() },
-        )?;
+    let session = pipeline_core::clients::cassandra::session(c)
+        .await
+        .map_err(|e| VerifyError::CassandraConnect { contact_points: e.nodes.join(","), reason: e.reason })?;
     // Keyspace and table are validated as plain identifiers by `Config::validate`.
     let mut rows = session
         .query_iter(format!("SELECT id FROM {}.{}", c.keyspace, c.table), ())

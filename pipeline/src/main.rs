@@ -215,7 +215,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(if report.lost() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Local { until_idle, max_records } => {
-            let addr: std::net::SocketAddr = config.local.metrics_addr.parse().context("local.metrics_addr")?;
+            let addr = config.local.metrics_addr;
             pipeline_core::telemetry::serve_metrics(addr).context("cannot serve /metrics")?;
             let opts = pipeline_jobs::local::LocalOptions { until_idle, max_records };
             let summary = pipeline_jobs::local::run(&config, opts, pipeline_core::shutdown::on_signals()).await?;
@@ -308,7 +308,7 @@ async fn produce(args: ProduceArgs, config: Config) -> anyhow::Result<ExitCode> 
         seed,
     };
     if interval.is_some() {
-        let addr: std::net::SocketAddr = p.metrics_addr.parse().context("producer.metrics_addr")?;
+        let addr = p.metrics_addr;
         pipeline_core::telemetry::serve_metrics(addr).context("cannot serve /metrics")?;
         tracing::info!("metrics on http://{addr}/metrics");
     }

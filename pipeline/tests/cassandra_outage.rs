@@ -2,6 +2,7 @@
 //! and retries without committing, its memory stays bounded, and once Cassandra is back every
 //! produced user is written. A test binary of its own: it stops the shared Cassandra, and
 //! cargo runs test binaries one after another.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};

@@ -1,4 +1,5 @@
 //! SIGKILL the producer mid-run, start it again: every audited record is in Kafka.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};

@@ -44,7 +44,7 @@ impl Publisher {
         let producer: FutureProducer = client_config(kafka, "producer")
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", &tuning.compression)
+            .set("compression.type", tuning.compression.as_str())
             .set("linger.ms", tuning.linger_ms.to_string())
             .set("batch.size", tuning.batch_bytes.to_string())
             .set("message.timeout.ms", tuning.message_timeout_ms.to_string())

@@ -18,7 +18,7 @@ use crate::audit::{AuditError, AuditRecord, AuditStore, OutboxRow};
 use crate::metrics;
 use crate::normalize::normalize;
 use crate::publish::{PublishError, Publisher};
-use crate::source::randomuser::{RandomUserConfig, RandomUserSource};
+use crate::source::randomuser::RandomUserSource;
 use crate::source::synthetic::SyntheticSource;
 use crate::source::{self, Source, SourceError};
 
@@ -83,7 +83,7 @@ pub enum ProducerError {
 pub async fn register_event_schema(config: &Config) -> Result<u32, ProducerError> {
     let registry = RegistryClient::from_config(&config.registry)?;
     let id = registry.register(&config.registry.subject, &event_avro_schema()).await?;
-    registry.set_compatibility(&config.registry.subject, &config.registry.compatibility).await?;
+    registry.set_compatibility(&config.registry.subject, config.registry.compatibility.as_str()).await?;
     Ok(id)
 }
 
@@ -194,7 +194,7 @@ async fn fetch_loop(
     let mut failures = 0;
     loop {
         let want = match opts.count {
-            Some(n) => (n - fetched_total).min(opts.batch as u64) as usize,
+            Some(n) => n.saturating_sub(fetched_total).min(opts.batch as u64) as usize,
             None => opts.batch,
         };
         if want == 0 || shutdown.is_cancelled() {
@@ -334,29 +334,8 @@ async fn finish(
 pub fn build_source(config: &Config, kind: SourceKind, seed: u64) -> Result<Source, ProducerError> {
     Ok(match kind {
         SourceKind::Synthetic => SyntheticSource::new(seed).into(),
-        SourceKind::RandomUser => RandomUserSource::new(randomuser_config(config))?.into(),
+        SourceKind::RandomUser => RandomUserSource::new(config.producer.randomuser.clone())?.into(),
     })
-}
-
-/// Maps `[producer.randomuser]` to the HTTP source's settings ("" means "not sent").
-pub fn randomuser_config(config: &Config) -> RandomUserConfig {
-    let api = &config.producer.randomuser;
-    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    RandomUserConfig {
-        base_url: api.base_url.clone(),
-        api_version: opt(&api.api_version),
-        nat: opt(&api.nat),
-        seed: opt(&api.seed),
-        inc: opt(&api.inc),
-        exc: opt(&api.exc),
-        connect_timeout: Duration::from_millis(api.connect_timeout_ms),
-        request_timeout: Duration::from_millis(api.request_timeout_ms),
-        max_body_bytes: api.max_body_mib * 1024 * 1024,
-        max_retries: api.max_retries,
-        backoff_base: Duration::from_millis(api.backoff_base_ms),
-        backoff_max: Duration::from_millis(api.backoff_max_ms),
-        ..RandomUserConfig::default()
-    }
 }
 
 /// Sleeps unless shutdown comes first; false when stopping.

@@ -140,7 +140,7 @@ pub fn isolated(prefix: &str) -> Config {
     c.job.query_name = format!("{}_main", c.kafka.topic);
     c.job.dead_letter_query_name = format!("{}_dlq", c.kafka.topic);
     c.job.checkpoint_dir = std::env::temp_dir().join(unique("it_checkpoints"));
-    c.job.session_id = uuid::Uuid::new_v4().to_string();
+    c.job.session_id = uuid::Uuid::new_v4();
     c
 }
 

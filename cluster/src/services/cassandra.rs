@@ -98,9 +98,7 @@ pub(crate) fn contact_point(config: &Config) -> Result<(String, u16), ServiceErr
         .contact_points
         .first()
         .ok_or_else(|| ServiceError::Config("cassandra.contact_points is empty".into()))?;
-    cp.rsplit_once(':')
-        .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
-        .ok_or_else(|| ServiceError::Config(format!("cassandra.contact_points: `{cp}` is not host:port")))
+    Ok((cp.ip().to_string(), cp.port()))
 }
 
 /// JVM options of Cassandra 5 on Java 17 (its jvm-server/jvm17-server options, trimmed).

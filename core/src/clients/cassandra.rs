@@ -18,13 +18,15 @@ pub struct ConnectError {
 /// The builder with the configured contact points and timeouts (and, later, credentials and
 /// TLS): for callers that need one more setting.
 pub fn session_builder(c: &CassandraConfig) -> SessionBuilder {
-    SessionBuilder::new().known_nodes(&c.contact_points).connection_timeout(Duration::from_millis(c.connect_timeout_ms))
+    SessionBuilder::new()
+        .known_nodes_addr(&c.contact_points)
+        .connection_timeout(Duration::from_millis(c.connect_timeout_ms))
 }
 
 /// A session on the configured contact points.
 pub async fn session(c: &CassandraConfig) -> Result<Session, ConnectError> {
-    session_builder(c)
-        .build()
-        .await
-        .map_err(|e| ConnectError { nodes: c.contact_points.clone(), reason: e.to_string() })
+    session_builder(c).build().await.map_err(|e| ConnectError {
+        nodes: c.contact_points.iter().map(ToString::to_string).collect(),
+        reason: e.to_string(),
+    })
 }

@@ -104,7 +104,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
         .set("group.id", &local.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+        .set("auto.offset.reset", config.job.starting_offsets.auto_offset_reset())
         // Bounded prefetch: memory stays flat however far behind the engine is.
         .set("queued.max.messages.kbytes", "32768")
         .create_with_context(EngineContext { revoked: revoked.clone() })?;

@@ -1,5 +1,6 @@
 //! End-to-end tests of the job engines against the real cluster: produce users, run the job,
 //! compare Cassandra rows with an independent oracle.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod local_engine;
 mod oracle;

@@ -88,7 +88,7 @@ pub fn expected(e: &UserEvent, engine: &str, processed_at: DateTime<Utc>) -> Row
 /// A configuration of the test's own (see [`pipeline_testkit::isolated`]), with a short trigger.
 pub fn isolated(prefix: &str) -> Config {
     let mut c = pipeline_testkit::isolated(prefix);
-    c.job.trigger_interval = "1 second".into();
+    c.job.trigger_interval = pipeline_core::config::Interval(Duration::from_secs(1));
     c
 }
 

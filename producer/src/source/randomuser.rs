@@ -5,7 +5,7 @@
 //! - A fetch of more than `max_results_per_request` users (the API caps it at 5000) is split into
 //!   several requests.
 //! - Connect and whole-request timeouts apply to every attempt; the body is read chunk by chunk
-//!   and refused ([`SourceError::BodyTooLarge`]) as soon as it exceeds `max_body_bytes`.
+//!   and refused ([`SourceError::BodyTooLarge`]) as soon as it exceeds `max_body_kib`.
 //! - Timeouts, connection errors, HTTP 5xx and 429 are retried with exponential backoff and full
 //!   jitter, honouring `Retry-After` (seconds form only; capped at 4 x `backoff_max`).
 //! - HTTP 4xx other than 429 is not retried: it becomes a [`Rejected`] and the rest of the fetch
@@ -24,6 +24,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tracing::{debug, warn};
 
+use pipeline_core::config::RandomUserApiConfig;
+
 use super::{Fetched, Rejected, SourceError};
 
 /// The source name recorded in events.
@@ -35,63 +37,10 @@ pub const API_MAX_RESULTS: usize = 5000;
 /// Largest error body read from a non-2xx response (for its message).
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
-/// Settings of the RandomUser client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RandomUserConfig {
-    /// Scheme and host, default `https://randomuser.me` (no trailing `/api`).
-    pub base_url: String,
-    /// API version such as `1.4` (path `/api/1.4/`); `None` means the latest (`/api/`).
-    /// The normaliser expects the v1.4 shape, hence the default `Some("1.4")`.
-    pub api_version: Option<String>,
-    /// Comma-separated nationalities, e.g. `us,gb,fr`.
-    pub nat: Option<String>,
-    /// Seed making the API's output reproducible; enables paging.
-    pub seed: Option<String>,
-    /// Comma-separated fields to include.
-    pub inc: Option<String>,
-    /// Comma-separated fields to exclude.
-    pub exc: Option<String>,
-    /// Time allowed to establish a connection.
-    pub connect_timeout: Duration,
-    /// Time allowed for one whole attempt, body included.
-    pub request_timeout: Duration,
-    /// Largest response body accepted.
-    pub max_body_bytes: usize,
-    /// Retries after the first attempt of each request.
-    pub max_retries: u32,
-    /// First backoff ceiling; doubles with each retry.
-    pub backoff_base: Duration,
-    /// Largest backoff ceiling.
-    pub backoff_max: Duration,
-    /// Results per request, at most [`API_MAX_RESULTS`].
-    pub max_results_per_request: usize,
-}
-
-impl Default for RandomUserConfig {
-    fn default() -> Self {
-        Self {
-            base_url: "https://randomuser.me".into(),
-            api_version: Some("1.4".into()),
-            nat: None,
-            seed: None,
-            inc: None,
-            exc: None,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            // 5000 users of about 1.2 KB each, with room to spare.
-            max_body_bytes: 16 * 1024 * 1024,
-            max_retries: 5,
-            backoff_base: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(30),
-            max_results_per_request: API_MAX_RESULTS,
-        }
-    }
-}
-
 /// Client of the RandomUser API.
 #[derive(Debug)]
 pub struct RandomUserSource {
-    config: RandomUserConfig,
+    config: RandomUserApiConfig,
     client: reqwest::Client,
     endpoint: String,
     /// Users of the seeded sequence already requested (drives `page`).
@@ -123,43 +72,29 @@ impl RandomUserSource {
     /// Builds the client.
     ///
     /// # Errors
-    /// [`SourceError::InvalidConfig`] for a zero `max_results_per_request` or `max_body_bytes`, a
-    /// `backoff_base` above `backoff_max`, or a `base_url` that is not http(s);
-    /// [`SourceError::Client`] if the TLS client cannot be built.
-    pub fn new(mut config: RandomUserConfig) -> Result<Self, SourceError> {
-        if config.max_results_per_request == 0 || config.max_body_bytes == 0 {
-            return Err(SourceError::InvalidConfig(
-                "max_results_per_request and max_body_bytes must be positive".into(),
-            ));
-        }
-        if config.backoff_base > config.backoff_max {
-            return Err(SourceError::InvalidConfig(format!(
-                "backoff_base ({:?}) must not exceed backoff_max ({:?})",
-                config.backoff_base, config.backoff_max
-            )));
-        }
-        let base = config.base_url.trim().trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(SourceError::InvalidConfig(format!(
-                "base_url `{}` must start with http:// or https://, e.g. https://randomuser.me",
-                config.base_url
-            )));
+    /// [`SourceError::InvalidConfig`] with every problem of the settings (the same check as
+    /// `pipeline config check`); [`SourceError::Client`] if the TLS client cannot be built.
+    pub fn new(mut config: RandomUserApiConfig) -> Result<Self, SourceError> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(SourceError::InvalidConfig(problems.join("; ")));
         }
         if config.max_results_per_request > API_MAX_RESULTS {
             warn!(
                 requested = config.max_results_per_request,
                 cap = API_MAX_RESULTS,
-                "max_results_per_request above the API cap; using the cap"
+                "producer.randomuser.max_results_per_request is above the API cap; using the cap"
             );
             config.max_results_per_request = API_MAX_RESULTS;
         }
-        let endpoint = match config.api_version.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-            Some(version) => format!("{base}/api/{version}/"),
-            None => format!("{base}/api/"),
+        let base = config.base_url.trim().trim_end_matches('/');
+        let endpoint = match config.api_version.trim() {
+            "" => format!("{base}/api/"),
+            version => format!("{base}/api/{version}/"),
         };
         let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout())
+            .timeout(config.request_timeout())
             .user_agent(concat!("pipeline-producer/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(SourceError::Client)?;
@@ -167,7 +102,7 @@ impl RandomUserSource {
     }
 
     /// The configuration in use (`max_results_per_request` capped at [`API_MAX_RESULTS`]).
-    pub fn config(&self) -> &RandomUserConfig {
+    pub fn config(&self) -> &RandomUserApiConfig {
         &self.config
     }
 
@@ -195,6 +130,15 @@ impl RandomUserSource {
                     if batch.len() + refused.len() != results {
                         debug!(requested = results, received = batch.len(), "API returned another number of results");
                     }
+                    // Never more than asked: the caller counts down from what it requested.
+                    if batch.len() > results {
+                        warn!(
+                            requested = results,
+                            received = batch.len(),
+                            "API returned more users than asked; extra dropped"
+                        );
+                        batch.truncate(results);
+                    }
                     users.append(&mut batch);
                     rejected.append(&mut refused);
                 }
@@ -215,7 +159,9 @@ impl RandomUserSource {
     /// The page for a request of `results` users, if seeded: the first page of that size that
     /// starts at or after the current offset.
     fn next_page(&mut self, results: usize) -> Option<u64> {
-        self.config.seed.as_ref()?;
+        if self.config.seed.trim().is_empty() {
+            return None;
+        }
         let size = results as u64;
         let page = self.offset.div_ceil(size) + 1;
         self.offset = page * size;
@@ -232,7 +178,8 @@ impl RandomUserSource {
             ("exc", &self.config.exc),
         ];
         for (key, value) in optional {
-            if let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            let value = value.trim();
+            if !value.is_empty() {
                 query.push((key, value.to_owned()));
             }
         }
@@ -308,10 +255,10 @@ impl RandomUserSource {
             warn!(endpoint = %self.endpoint, %status, "RandomUser API refused the request; skipping the rest of this fetch");
             return Attempt::Done(Outcome::Refused(Rejected::from_bytes(reason, &body)));
         }
-        match read_body(response, self.config.max_body_bytes).await {
+        match read_body(response, self.config.max_body_bytes()).await {
             Ok(body) => Attempt::Done(parse_response(&body)),
             Err(BodyError::TooLarge) => {
-                Attempt::Fatal(SourceError::BodyTooLarge { url: self.url(query), limit: self.config.max_body_bytes })
+                Attempt::Fatal(SourceError::BodyTooLarge { url: self.url(query), limit: self.config.max_body_bytes() })
             }
             Err(BodyError::Transport(error)) => Attempt::Retry { cause: describe(&error), retry_after: None },
         }
@@ -321,10 +268,10 @@ impl RandomUserSource {
     /// 4 x `backoff_max`), otherwise full jitter in `[0, min(backoff_max, base x 2^(attempt-1))]`.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
-            return wait.min(self.config.backoff_max.saturating_mul(4));
+            return wait.min(self.config.backoff_max().saturating_mul(4));
         }
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        let ceiling = self.config.backoff_base.saturating_mul(factor).min(self.config.backoff_max);
+        let ceiling = self.config.backoff_base().saturating_mul(factor).min(self.config.backoff_max());
         let ceiling_nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(rand::rng().random_range(0..=ceiling_nanos))
     }
@@ -438,15 +385,19 @@ mod tests {
     const FIXTURE: &str = include_str!("../../tests/fixtures/randomuser_v1_4.json");
     const PATH: &str = "/api/1.4/";
 
-    fn config(server: &MockServer) -> RandomUserConfig {
-        RandomUserConfig {
+    fn defaults() -> RandomUserApiConfig {
+        pipeline_core::Config::defaults().producer.randomuser
+    }
+
+    fn config(server: &MockServer) -> RandomUserApiConfig {
+        RandomUserApiConfig {
             base_url: server.uri(),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
+            connect_timeout_ms: 2000,
+            request_timeout_ms: 5000,
             max_retries: 3,
-            backoff_base: Duration::from_millis(10),
-            backoff_max: Duration::from_secs(1),
-            ..RandomUserConfig::default()
+            backoff_base_ms: 10,
+            backoff_max_ms: 1000,
+            ..defaults()
         }
     }
 
@@ -485,9 +436,9 @@ mod tests {
     async fn fixture_response_yields_its_users() {
         let server = MockServer::start().await;
         otherwise(&server, ok_fixture()).await;
-        let mut source = RandomUserSource::new(RandomUserConfig {
-            nat: Some("us,gb".into()),
-            inc: Some("name,login,email,location".into()),
+        let mut source = RandomUserSource::new(RandomUserApiConfig {
+            nat: "us,gb".into(),
+            inc: "name,login,email,location".into(),
             ..config(&server)
         })
         .unwrap();
@@ -500,6 +451,16 @@ mod tests {
         assert_eq!(param(request, "nat").as_deref(), Some("us,gb"));
         assert_eq!(param(request, "inc").as_deref(), Some("name,login,email,location"));
         assert_eq!(param(request, "page"), None, "no paging without a seed");
+    }
+
+    #[tokio::test]
+    async fn more_users_than_asked_are_capped_to_the_request() {
+        // The fixture holds two users whatever `results` says.
+        let server = MockServer::start().await;
+        otherwise(&server, ok_fixture()).await;
+        let fetched = source(&server).fetch(1).await.unwrap();
+        assert_eq!(fetched.users.len(), 1, "a fetch never returns more than it asked for");
+        assert_eq!(requests(&server).await.len(), 1);
     }
 
     #[tokio::test]
@@ -532,9 +493,7 @@ mod tests {
     #[tokio::test]
     async fn retry_after_is_capped() {
         let server = MockServer::start().await;
-        let source =
-            RandomUserSource::new(RandomUserConfig { backoff_max: Duration::from_millis(50), ..config(&server) })
-                .unwrap();
+        let source = RandomUserSource::new(RandomUserApiConfig { backoff_max_ms: 50, ..config(&server) }).unwrap();
         assert_eq!(source.backoff(1, Some(Duration::from_secs(3600))), Duration::from_millis(200));
         for attempt in 1..40 {
             assert!(source.backoff(attempt, None) <= Duration::from_millis(50));
@@ -547,8 +506,7 @@ mod tests {
         first(&server, 1, ok_fixture().set_delay(Duration::from_secs(3))).await;
         otherwise(&server, ok_fixture()).await;
         let mut source =
-            RandomUserSource::new(RandomUserConfig { request_timeout: Duration::from_millis(300), ..config(&server) })
-                .unwrap();
+            RandomUserSource::new(RandomUserApiConfig { request_timeout_ms: 300, ..config(&server) }).unwrap();
         let start = Instant::now();
         let fetched = source.fetch(2).await.unwrap();
         assert_eq!(fetched.users.len(), 2);
@@ -574,7 +532,7 @@ mod tests {
         // dropping a MockServer would not close its port).
         let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let server = MockServer::start().await;
-        let config = RandomUserConfig { base_url: format!("http://{address}"), max_retries: 1, ..config(&server) };
+        let config = RandomUserApiConfig { base_url: format!("http://{address}"), max_retries: 1, ..config(&server) };
         let error = RandomUserSource::new(config).unwrap().fetch(1).await.unwrap_err();
         assert!(matches!(error, SourceError::RetriesExhausted { attempts: 2, .. }), "{error}");
     }
@@ -623,7 +581,7 @@ mod tests {
     async fn oversized_body_is_refused_naming_the_limit() {
         let server = MockServer::start().await;
         otherwise(&server, ok_fixture()).await;
-        let mut source = RandomUserSource::new(RandomUserConfig { max_body_bytes: 1024, ..config(&server) }).unwrap();
+        let mut source = RandomUserSource::new(RandomUserApiConfig { max_body_kib: 1, ..config(&server) }).unwrap();
         let error = source.fetch(2).await.unwrap_err();
         assert!(matches!(error, SourceError::BodyTooLarge { limit: 1024, .. }), "{error}");
         assert!(error.to_string().contains("1024 bytes"), "{error}");
@@ -644,8 +602,7 @@ mod tests {
     async fn seeded_requests_advance_the_page() {
         let server = MockServer::start().await;
         otherwise(&server, ok_fixture()).await;
-        let mut source =
-            RandomUserSource::new(RandomUserConfig { seed: Some("abc".into()), ..config(&server) }).unwrap();
+        let mut source = RandomUserSource::new(RandomUserApiConfig { seed: "abc".into(), ..config(&server) }).unwrap();
         source.fetch(12_000).await.unwrap();
         source.fetch(10).await.unwrap();
         source.fetch(10).await.unwrap();
@@ -673,22 +630,18 @@ mod tests {
 
     #[tokio::test]
     async fn endpoint_follows_version_and_config_is_checked() {
-        let unversioned = RandomUserSource::new(RandomUserConfig {
+        let unversioned = RandomUserSource::new(RandomUserApiConfig {
             base_url: "https://randomuser.me/".into(),
-            api_version: None,
-            ..RandomUserConfig::default()
+            api_version: String::new(),
+            ..defaults()
         })
         .unwrap();
         assert_eq!(unversioned.endpoint(), "https://randomuser.me/api/");
-        assert_eq!(
-            RandomUserSource::new(RandomUserConfig::default()).unwrap().endpoint(),
-            "https://randomuser.me/api/1.4/"
-        );
+        assert_eq!(RandomUserSource::new(defaults()).unwrap().endpoint(), "https://randomuser.me/api/1.4/");
         let capped =
-            RandomUserSource::new(RandomUserConfig { max_results_per_request: 9000, ..RandomUserConfig::default() })
-                .unwrap();
+            RandomUserSource::new(RandomUserApiConfig { max_results_per_request: 9000, ..defaults() }).unwrap();
         assert_eq!(capped.config().max_results_per_request, API_MAX_RESULTS);
-        let bad = RandomUserSource::new(RandomUserConfig { base_url: "randomuser.me".into(), ..Default::default() });
+        let bad = RandomUserSource::new(RandomUserApiConfig { base_url: "randomuser.me".into(), ..defaults() });
         assert!(matches!(bad, Err(SourceError::InvalidConfig(_))));
     }
 }

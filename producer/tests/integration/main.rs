@@ -1,5 +1,6 @@
 //! Producer integration tests: real PostgreSQL, Kafka and schema registry; a local fake HTTP
 //! server stands in for the RandomUser API (unreachable from here).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod fake_api;
 mod produce;

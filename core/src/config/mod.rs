@@ -7,13 +7,19 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
+mod types;
+mod validate;
+
+pub use types::{Compatibility, Compression, Interval, StartingOffsets};
+
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// The documented defaults, compiled in.
-pub const DEFAULT_TOML: &str = include_str!("../../conf/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../conf/default.toml");
 
 /// Environment prefix: `PIPELINE__KAFKA__TOPIC` sets `kafka.topic`.
 pub const ENV_PREFIX: &str = "PIPELINE__";
@@ -80,7 +86,7 @@ pub struct KafkaConfig {
 pub struct RegistryConfig {
     pub url: String,
     pub subject: String,
-    pub compatibility: String,
+    pub compatibility: Compatibility,
     pub management_port: u16,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
@@ -102,7 +108,7 @@ pub struct PostgresConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CassandraConfig {
-    pub contact_points: Vec<String>,
+    pub contact_points: Vec<SocketAddr>,
     pub keyspace: String,
     pub table: String,
     pub replication_factor: u32,
@@ -133,7 +139,7 @@ pub struct ProducerConfig {
     pub batch_size: usize,
     pub rate: f64,
     pub interval_secs: u64,
-    pub metrics_addr: String,
+    pub metrics_addr: SocketAddr,
     pub synthetic_seed: u64,
     pub randomuser: RandomUserApiConfig,
     pub kafka: ProducerKafkaConfig,
@@ -167,16 +173,68 @@ pub struct RandomUserApiConfig {
     pub exc: String,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
-    pub max_body_mib: usize,
+    pub max_body_kib: usize,
     pub max_retries: u32,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
+    pub max_results_per_request: usize,
+}
+
+impl RandomUserApiConfig {
+    /// Every problem of these settings, naming the keys (used by [`Config::validate`] and by
+    /// the HTTP source when it is built from a hand-made config).
+    pub fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            errors.push(format!(
+                "producer.randomuser.base_url `{}` must start with http:// or https://, e.g. https://randomuser.me",
+                self.base_url
+            ));
+        }
+        if self.backoff_base_ms > self.backoff_max_ms {
+            errors.push(format!(
+                "producer.randomuser.backoff_base_ms ({}) exceeds producer.randomuser.backoff_max_ms ({})",
+                self.backoff_base_ms, self.backoff_max_ms
+            ));
+        }
+        for (key, value) in [
+            ("max_body_kib", self.max_body_kib as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("max_results_per_request", self.max_results_per_request as u64),
+        ] {
+            if value == 0 {
+                errors.push(format!("producer.randomuser.{key} must be positive"));
+            }
+        }
+        errors
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn backoff_base(&self) -> Duration {
+        Duration::from_millis(self.backoff_base_ms)
+    }
+
+    pub fn backoff_max(&self) -> Duration {
+        Duration::from_millis(self.backoff_max_ms)
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_kib.saturating_mul(1024)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProducerKafkaConfig {
-    pub compression: String,
+    pub compression: Compression,
     pub linger_ms: u64,
     pub batch_bytes: u64,
     pub message_timeout_ms: u64,
@@ -188,12 +246,12 @@ pub struct JobConfig {
     pub query_name: String,
     pub dead_letter_query_name: String,
     pub checkpoint_dir: PathBuf,
-    pub starting_offsets: String,
+    pub starting_offsets: StartingOffsets,
     pub max_offsets_per_trigger: u64,
     pub fail_on_data_loss: bool,
-    pub trigger_interval: String,
+    pub trigger_interval: Interval,
     pub spark_kafka_bootstrap_servers: String,
-    pub session_id: String,
+    pub session_id: uuid::Uuid,
 }
 
 impl JobConfig {
@@ -218,7 +276,7 @@ pub struct LocalConfig {
     pub retry_backoff_max_ms: u64,
     pub request_timeout_ms: u64,
     pub idle_timeout_ms: u64,
-    pub metrics_addr: String,
+    pub metrics_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,11 +324,38 @@ impl Config {
                 return Err(ConfigErrors(vec![format!("config file {} does not exist", path.display())]));
             }
         }
-        let config: Config = Config::figment(user_file)
-            .extract()
-            .map_err(|errors| ConfigErrors(errors.into_iter().map(|e| e.to_string()).collect()))?;
-        config.validate()?;
-        Ok(config)
+        // A value that does not parse stops serde at its first error. To still report every
+        // problem at once, each bad key is replaced by its default and the extraction retried;
+        // the cross-field checks then run on the repaired config. Any error fails the load.
+        let mut figment = Config::figment(user_file);
+        let defaults = Figment::from(Toml::string(DEFAULT_TOML));
+        let mut errors = Vec::new();
+        let mut repaired = std::collections::BTreeSet::new();
+        loop {
+            match figment.extract::<Config>() {
+                Ok(config) => {
+                    if let Err(ConfigErrors(more)) = config.validate() {
+                        errors.extend(more);
+                    }
+                    return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) };
+                }
+                Err(failed) => {
+                    let mut progress = false;
+                    for e in failed {
+                        let key = e.path.join(".");
+                        errors.push(e.to_string());
+                        let default = defaults.find_value(&key).ok();
+                        if let (Some(value), true) = (default, repaired.insert(key.clone())) {
+                            figment = figment.merge(Serialized::default(&key, value));
+                            progress = true;
+                        }
+                    }
+                    if !progress {
+                        return Err(ConfigErrors(errors));
+                    }
+                }
+            }
+        }
     }
 
     /// Resolves the relative paths of the configuration against `root` (tests and tools that
@@ -305,220 +390,6 @@ impl Config {
         // The embedded file is covered by a unit test, so this cannot fail at run time.
         #[allow(clippy::expect_used)]
         Figment::from(Toml::string(DEFAULT_TOML)).extract().expect("embedded default config is valid")
-    }
-
-    /// Cross-field checks; every problem is reported, naming the keys involved.
-    pub fn validate(&self) -> Result<(), ConfigErrors> {
-        let mut errors = Vec::new();
-        let mut ports: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
-        let mut port = |key: &'static str, p: Option<u16>| {
-            if let Some(p) = p {
-                ports.entry(p).or_default().push(key);
-            }
-        };
-
-        match self.kafka.first_broker() {
-            Ok(addr) => port("kafka.bootstrap_servers", Some(addr.port())),
-            Err(e) => errors.push(e),
-        }
-        port("kafka.controller_port", Some(self.kafka.controller_port));
-        port("registry.management_port", Some(self.registry.management_port));
-        port("cassandra.storage_port", Some(self.cassandra.storage_port));
-        port("cassandra.jmx_port", Some(self.cassandra.jmx_port));
-        if self.cluster.host.parse::<std::net::IpAddr>().is_err() {
-            errors.push(format!("cluster.host `{}` is not an IP address", self.cluster.host));
-        }
-        if self.kafka.partitions < 1 {
-            errors.push(format!("kafka.partitions must be at least 1, got {}", self.kafka.partitions));
-        }
-        if self.kafka.topic == self.kafka.dead_letter_topic {
-            errors.push(format!(
-                "kafka.dead_letter_topic ({}) must differ from kafka.topic ({})",
-                self.kafka.dead_letter_topic, self.kafka.topic
-            ));
-        }
-        for (key, name) in
-            [("kafka.topic", &self.kafka.topic), ("kafka.dead_letter_topic", &self.kafka.dead_letter_topic)]
-        {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-                errors.push(format!("{key} `{name}` is not a valid Kafka topic name (letters, digits, . _ -)"));
-            }
-        }
-
-        match url_port(&self.registry.url, "http") {
-            Ok(p) => port("registry.url", Some(p)),
-            Err(e) => errors.push(format!("registry.url: {e}")),
-        }
-        const LEVELS: &[&str] =
-            &["NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"];
-        if !LEVELS.contains(&self.registry.compatibility.as_str()) {
-            errors.push(format!(
-                "registry.compatibility `{}` is not one of {}",
-                self.registry.compatibility,
-                LEVELS.join(", ")
-            ));
-        }
-
-        port("postgres.port", Some(self.postgres.port));
-        for (key, ident) in [("postgres.database", &self.postgres.database), ("postgres.user", &self.postgres.user)] {
-            if !is_identifier(ident) {
-                errors.push(format!("{key} `{ident}` must be a lower-case SQL identifier"));
-            }
-        }
-
-        match self.cassandra.contact_points.first() {
-            None => errors.push("cassandra.contact_points must name at least one host:port".into()),
-            Some(cp) => match cp.parse::<SocketAddr>() {
-                Ok(a) => port("cassandra.contact_points", Some(a.port())),
-                Err(_) => errors.push(format!("cassandra.contact_points: `{cp}` is not an IP:port address")),
-            },
-        }
-        for (key, ident) in
-            [("cassandra.keyspace", &self.cassandra.keyspace), ("cassandra.table", &self.cassandra.table)]
-        {
-            if !is_identifier(ident) {
-                errors.push(format!("{key} `{ident}` must be a lower-case CQL identifier"));
-            }
-        }
-        if self.cassandra.replication_factor == 0 {
-            errors.push("cassandra.replication_factor must be at least 1".into());
-        }
-
-        match url_port(&self.spark.connect_url, "sc") {
-            Ok(p) => port("spark.connect_url", Some(p)),
-            Err(e) => errors.push(format!("spark.connect_url: {e}")),
-        }
-        match url_port(&self.spark.master_url, "spark") {
-            Ok(p) => port("spark.master_url", Some(p)),
-            Err(e) => errors.push(format!("spark.master_url: {e}")),
-        }
-        port("spark.master_ui_port", Some(self.spark.master_ui_port));
-        port("spark.worker_ui_port", Some(self.spark.worker_ui_port));
-        port("spark.app_ui_port", Some(self.spark.app_ui_port));
-
-        for (p, keys) in &ports {
-            if keys.len() > 1 {
-                errors.push(format!("port {p} is used by several services: {}", keys.join(", ")));
-            }
-        }
-
-        let m = &self.cluster.memory;
-        for (key, value) in [
-            ("cluster.memory.kafka_heap", &m.kafka_heap),
-            ("cluster.memory.registry_heap", &m.registry_heap),
-            ("cluster.memory.cassandra_heap", &m.cassandra_heap),
-            ("cluster.memory.spark_daemon_heap", &m.spark_daemon_heap),
-            ("cluster.memory.spark_worker_memory", &m.spark_worker_memory),
-            ("cluster.memory.spark_driver_memory", &m.spark_driver_memory),
-            ("cluster.memory.spark_executor_memory", &m.spark_executor_memory),
-        ] {
-            if parse_memory_mib(value).is_none() {
-                errors.push(format!("{key} `{value}` is not a JVM size such as 512m or 1g"));
-            }
-        }
-        if let (Some(exec), Some(worker)) =
-            (parse_memory_mib(&m.spark_executor_memory), parse_memory_mib(&m.spark_worker_memory))
-        {
-            if exec > worker {
-                errors.push(format!(
-                    "cluster.memory.spark_executor_memory ({}) exceeds cluster.memory.spark_worker_memory ({}): no executor could start",
-                    m.spark_executor_memory, m.spark_worker_memory
-                ));
-            }
-        }
-        if m.spark_worker_cores == 0 {
-            errors.push("cluster.memory.spark_worker_cores must be at least 1".into());
-        }
-        if self.cluster.startup_timeout_secs == 0 {
-            errors.push("cluster.startup_timeout_secs must be positive".into());
-        }
-        let p = &self.producer;
-        if p.batch_size == 0 || p.batch_size > 100_000 {
-            errors.push(format!("producer.batch_size must be between 1 and 100000, got {}", p.batch_size));
-        }
-        if !(p.rate >= 0.0 && p.rate.is_finite()) {
-            errors.push(format!("producer.rate must be 0 (unlimited) or a positive number, got {}", p.rate));
-        }
-        if p.interval_secs == 0 {
-            errors.push("producer.interval_secs must be at least 1".into());
-        }
-        if p.metrics_addr.parse::<SocketAddr>().is_err() {
-            errors.push(format!("producer.metrics_addr `{}` is not an IP:port address", p.metrics_addr));
-        }
-        let api = &p.randomuser;
-        if !(api.base_url.starts_with("http://") || api.base_url.starts_with("https://")) {
-            errors.push(format!("producer.randomuser.base_url `{}` must start with http:// or https://", api.base_url));
-        }
-        if api.backoff_base_ms > api.backoff_max_ms {
-            errors.push(format!(
-                "producer.randomuser.backoff_base_ms ({}) exceeds producer.randomuser.backoff_max_ms ({})",
-                api.backoff_base_ms, api.backoff_max_ms
-            ));
-        }
-        if api.max_body_mib == 0 || api.request_timeout_ms == 0 || api.connect_timeout_ms == 0 {
-            errors.push("producer.randomuser: max_body_mib and the timeouts must be positive".into());
-        }
-        if !["none", "gzip", "snappy", "lz4"].contains(&p.kafka.compression.as_str()) {
-            errors.push(format!(
-                "producer.kafka.compression `{}` is not one of none, gzip, snappy, lz4",
-                p.kafka.compression
-            ));
-        }
-        let j = &self.job;
-        if j.query_name.is_empty() || j.query_name == j.dead_letter_query_name {
-            errors.push(format!(
-                "job.query_name (`{}`) must be set and differ from job.dead_letter_query_name (`{}`)",
-                j.query_name, j.dead_letter_query_name
-            ));
-        }
-        if !["earliest", "latest"].contains(&j.starting_offsets.as_str()) && !j.starting_offsets.starts_with('{') {
-            errors.push(format!(
-                "job.starting_offsets `{}` must be earliest, latest or a JSON offsets object",
-                j.starting_offsets
-            ));
-        }
-        if j.max_offsets_per_trigger == 0 {
-            errors.push("job.max_offsets_per_trigger must be at least 1".into());
-        }
-        if !is_spark_interval(&j.trigger_interval) {
-            errors.push(format!(
-                "job.trigger_interval `{}` is not an interval such as \"2 seconds\"",
-                j.trigger_interval
-            ));
-        }
-        if !is_uuid(&j.session_id) {
-            errors.push(format!("job.session_id `{}` must be a UUID", j.session_id));
-        }
-        let l = &self.local;
-        if l.group_id.is_empty() {
-            errors.push("local.group_id must not be empty".into());
-        }
-        if l.batch_size == 0 || l.max_in_flight == 0 || l.batch_timeout_ms == 0 {
-            errors.push("local.batch_size, local.batch_timeout_ms and local.max_in_flight must be positive".into());
-        }
-        if l.retry_backoff_base_ms == 0 || l.retry_backoff_base_ms > l.retry_backoff_max_ms {
-            errors.push(format!(
-                "local.retry_backoff_base_ms ({}) must be positive and at most local.retry_backoff_max_ms ({})",
-                l.retry_backoff_base_ms, l.retry_backoff_max_ms
-            ));
-        }
-        if l.metrics_addr.parse::<SocketAddr>().is_err() {
-            errors.push(format!("local.metrics_addr `{}` is not an IP:port address", l.metrics_addr));
-        } else if l.metrics_addr == self.producer.metrics_addr {
-            errors.push(format!(
-                "local.metrics_addr and producer.metrics_addr are both {}: they may run at the same time",
-                l.metrics_addr
-            ));
-        }
-        if let Err(e) = tracing_subscriber_filter_ok(&self.telemetry.log) {
-            errors.push(format!("telemetry.log: {e}"));
-        }
-
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
-        }
     }
 }
 
@@ -562,29 +433,6 @@ pub fn parse_memory_mib(value: &str) -> Option<u64> {
     digits.parse::<u64>().ok().filter(|n| *n > 0).map(|n| n * factor)
 }
 
-/// "N unit" with a unit Spark understands.
-fn is_spark_interval(s: &str) -> bool {
-    let mut parts = s.split_whitespace();
-    let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else { return false };
-    const UNITS: &[&str] = &["millisecond", "milliseconds", "second", "seconds", "minute", "minutes", "hour", "hours"];
-    n.parse::<u64>().is_ok() && UNITS.contains(&unit)
-}
-
-fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-fn tracing_subscriber_filter_ok(filter: &str) -> Result<(), String> {
-    tracing_subscriber::EnvFilter::try_new(filter).map(|_| ()).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
 mod tests {
@@ -597,7 +445,7 @@ mod tests {
         assert!(c.kafka.bootstrap_servers.starts_with("127.0.0.1:"));
         assert!(c.registry.url.starts_with("http://127.0.0.1:"));
         assert_eq!(c.postgres.host, "127.0.0.1");
-        assert!(c.cassandra.contact_points.iter().all(|cp| cp.starts_with("127.0.0.1:")));
+        assert!(c.cassandra.contact_points.iter().all(|cp| cp.ip().is_loopback()));
         assert_eq!(c.spark.master_ui_port, 8083);
     }
 
@@ -628,16 +476,28 @@ mod tests {
                 master_ui_port = 9092
                 [cluster.memory]
                 spark_executor_memory = "4g"
+                [producer.kafka]
+                compression = "brotli"
+                [job]
+                session_id = "not-a-uuid"
+                trigger_interval = "2 fortnights"
                 "#,
             )?;
             let err = Config::load(Some(Path::new("bad.toml"))).expect_err("invalid config");
             let text = err.to_string();
-            for needle in
-                ["kafka.partitions", "kafka.dead_letter_topic", "registry.url", "port 9092", "spark_executor_memory"]
-            {
+            for needle in [
+                "kafka.partitions",
+                "kafka.dead_letter_topic",
+                "registry.url",
+                "port 9092",
+                "spark_executor_memory",
+                "brotli",
+                "job.session_id",
+                "fortnights",
+            ] {
                 assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
             }
-            assert_eq!(err.0.len(), 5, "{text}");
+            assert_eq!(err.0.len(), 8, "{text}");
             Ok(())
         });
     }
