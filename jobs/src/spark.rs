@@ -92,7 +92,7 @@ fn first_lines(s: &str) -> String {
 
 /// The Spark Connect session of the job.
 pub async fn connect(config: &Config) -> Result<SparkSession, JobError> {
-    let url = pipeline_core::connect::connect_url(config, "pipeline", Some(&config.job.session_id))
+    let url = pipeline_core::connect::connect_url(config, "pipeline", Some(&config.job.session_id.to_string()))
         .map_err(|e| JobError::Invalid(e.to_string()))?;
     let builder_url = url.secret().to_string();
     let shown = url.to_string();

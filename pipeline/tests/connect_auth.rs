@@ -4,6 +4,8 @@
 //!
 //! Runs against the cluster `pipeline cluster up` started (its state folder holds the token).
 
+#![allow(clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
