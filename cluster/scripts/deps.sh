@@ -7,6 +7,7 @@
 #       kafka, cassandra, spark connector jars  -> $ARTIFACTS/<service>/...
 #       apicurio registry (Quarkus app tarball) -> $ARTIFACTS/apicurio
 #   PyPI: pyspark==3.5.9 as SPARK_HOME      -> $ARTIFACTS/spark/py
+#   javac: the Spark Connect token interceptor (cluster/java) -> $ARTIFACTS/spark/auth
 #
 # ARTIFACTS defaults to .state/artifacts; PIPELINE__CLUSTER__ARTIFACTS_DIR overrides it (the same
 # variable the launcher reads), so several clones can share one download.
@@ -25,7 +26,7 @@ missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v cc >/dev/null && command -v make >/dev/null && command -v perl >/dev/null || missing+=(build-essential perl)
-command -v java >/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
@@ -84,4 +85,7 @@ else
   chmod +x "$py"/pyspark/bin/* || true
   echo "$PYSPARK_VERSION" > "$py/.version"
 fi
+# --- the Spark Connect token interceptor, compiled against the jars above ------------------------
+"$ROOT/cluster/scripts/connect-auth.sh"
+
 log "ready: artifacts in $ARTIFACTS"

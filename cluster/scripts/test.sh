@@ -35,4 +35,15 @@ step "integration tests"
 # --no-fail-fast: one failing test binary does not hide the others' results.
 "$CARGO" test --workspace --no-fail-fast --test '*' -- --test-threads=2
 
+step "the Spark Connect token is in no log file"
+# After the whole run: service logs (<state>/logs, Cassandra's own) and executors' stdout/stderr.
+# grep -l prints file names only, never the token.
+state=${PIPELINE__CLUSTER__STATE_DIR:-.state}
+token_file=${PIPELINE__SPARK__CONNECT_TOKEN_FILE:-$state/secrets/spark-connect.token}
+[ -s "$token_file" ] || { echo "no Spark Connect token in $token_file: the cluster runs without authentication"; exit 1; }
+leaks=$(find "$state" -path "$state/secrets" -prune -o -type f \( -path '*/logs/*' -o -name stdout -o -name stderr \) -print0 |
+  xargs -0 -r grep -lF -f "$token_file" || true)
+[ -z "$leaks" ] || { echo "the Spark Connect token appears in: $leaks"; exit 1; }
+echo "not found in any log file under $state"
+
 step "done in $((SECONDS - t0)) s"

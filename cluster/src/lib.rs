@@ -4,11 +4,13 @@
 //! - [`process`]: detached process groups, pid files guarded by start time, port checks, logs.
 //! - [`layout`]: the state folder and the embedded service config files.
 //! - [`supervise`]: the watchdog that restarts services which die (restart policy).
+//! - [`connect_auth`]: the Spark Connect token and the server's token interceptor.
 //!
 //! [`Cluster::up`] starts what is not running (a running cluster is left alone), waits for each
 //! service to answer its protocol and fails with the service's name and the tail of its log
 //! when it cannot start. [`Cluster::down`] stops exactly the processes `up` recorded.
 
+pub mod connect_auth;
 pub mod layout;
 pub mod process;
 pub mod services;

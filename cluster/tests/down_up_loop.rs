@@ -13,7 +13,7 @@ use pipeline_cluster::{Cluster, Outcome, Service};
 
 #[path = "common/private.rs"]
 mod private;
-use private::{free_port, private_config, Teardown};
+use private::{private_config, Teardown};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_then_up_succeeds_every_time_for_each_jvm_service() {

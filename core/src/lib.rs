@@ -5,6 +5,7 @@
 //! - [`config`]: layered configuration (embedded defaults, user file, `PIPELINE__*` env vars)
 //!   with every error reported at once.
 //! - [`clients`]: the one door to Kafka and Cassandra (features `kafka`, `cassandra`).
+//! - [`connect`]: the Spark Connect URL every client uses, with the server's token.
 //! - [`postgres`]: the connection as the pipeline's PostgreSQL role.
 //! - [`registry`]: Confluent-compatible schema registry client and the wire format
 //!   (magic byte, schema id, Avro payload).
@@ -13,6 +14,7 @@
 
 pub mod clients;
 pub mod config;
+pub mod connect;
 pub mod model;
 pub mod postgres;
 pub mod registry;

@@ -18,6 +18,7 @@ use pipeline_core::model::{cql_create_keyspace, cql_create_table, CreatedUserRow
 use pipeline_core::registry::{RegistryClient, RegistryError};
 use pipeline_core::Config;
 use serde_json::Value;
+use spark_connect_rs::errors::SparkError;
 use spark_connect_rs::functions::{col, lit};
 use spark_connect_rs::spark::expression::{ExprType, UnresolvedFunction};
 use spark_connect_rs::spark::Expression;
@@ -30,6 +31,10 @@ use crate::transform::{row_columns, transform_columns, Engine};
 pub enum JobError {
     #[error("cannot reach Spark Connect at {url}: {reason} (is it running? `pipeline cluster up spark-connect`)")]
     Connect { url: String, reason: String },
+    #[error("Spark Connect refused the token: {reason} ({token_file}; `pipeline cluster up` writes the token of the running server)")]
+    Unauthenticated { reason: String, token_file: String },
+    #[error("Spark Connect at {url} refused the call: {reason}")]
+    Refused { url: String, reason: String },
     #[error("Spark rejected {what}: {reason}")]
     Spark { what: String, reason: String },
     #[error("the Spark client failed while {what} (internal error of spark-connect-rs: {reason})")]
@@ -87,23 +92,42 @@ fn first_lines(s: &str) -> String {
 
 /// The Spark Connect session of the job.
 pub async fn connect(config: &Config) -> Result<SparkSession, JobError> {
-    let base = config.spark.connect_url.trim_end_matches('/');
-    if !base.starts_with("sc://") {
-        return Err(JobError::Invalid(format!("spark.connect_url `{base}` must start with sc://")));
-    }
-    let url = format!("{base}/;user_id=pipeline;session_id={}", config.job.session_id);
-    let builder_url = url.clone();
+    let url = pipeline_core::connect::connect_url(config, "pipeline", Some(&config.job.session_id.to_string()))
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    let builder_url = url.secret().to_string();
+    let shown = url.to_string();
     let connecting = async move { SparkSessionBuilder::remote(&builder_url).build().await };
     let session = tokio::time::timeout(std::time::Duration::from_secs(30), guarded("connecting", connecting))
         .await
-        .map_err(|_| JobError::Connect { url: url.clone(), reason: "no answer within 30 s".into() })?;
-    let session = session.map_err(|e| JobError::Connect { url: url.clone(), reason: e.to_string() })?;
-    // A cheap round trip: building the session does not contact the server.
+        .map_err(|_| JobError::Connect { url: shown.clone(), reason: "no answer within 30 s".into() })?;
+    let session = session.map_err(|e| JobError::Connect { url: shown.clone(), reason: e.to_string() })?;
+    // A cheap round trip: building the session does not contact the server. The client's
+    // error keeps its type here, so that a refused token is told apart from other failures.
     let probe = session.clone();
-    guarded("checking the connection", async move { probe.version().await })
-        .await
-        .map_err(|e| JobError::Connect { url, reason: e.to_string() })?;
-    Ok(session)
+    let answer =
+        guarded("checking the connection", async move { Ok::<_, std::convert::Infallible>(probe.version().await) })
+            .await
+            .map_err(|e| JobError::Connect { url: shown.clone(), reason: e.to_string() })?;
+    match answer {
+        Ok(_) => Ok(session),
+        Err(SparkError::Unauthenticated(reason)) => {
+            Err(JobError::Unauthenticated { reason: first_lines(&reason), token_file: token_hint(config, &url) })
+        }
+        Err(SparkError::PermissionDenied(reason)) => {
+            Err(JobError::Refused { url: shown, reason: first_lines(&reason) })
+        }
+        Err(e) => Err(JobError::Connect { url: shown, reason: first_lines(&e.to_string()) }),
+    }
+}
+
+/// Where the token came from (or should have), for the refusal message.
+fn token_hint(config: &Config, url: &pipeline_core::connect::ConnectUrl) -> String {
+    let file = config.connect_token_file();
+    if url.has_token() {
+        format!("sent the token of {}", file.display())
+    } else {
+        format!("no token sent: {} does not exist", file.display())
+    }
 }
 
 /// `from_avro(data, schema, map(...))`: spark-avro's function, which Spark 3.5 Connect resolves

@@ -7,8 +7,8 @@ use spark_connect_rs::{SparkSession, SparkSessionBuilder};
 
 /// A Spark Connect session of the tests (`user_id` names them in the server's UI).
 pub async fn spark_session(config: &Config, user: &str) -> SparkSession {
-    let url = format!("{}/;user_id={user}", config.spark.connect_url.trim_end_matches('/'));
-    SparkSessionBuilder::remote(&url).build().await.expect("Spark Connect must be up (pipeline cluster up)")
+    let url = pipeline_core::connect::connect_url(config, user, None).expect("Spark Connect URL");
+    SparkSessionBuilder::remote(url.secret()).build().await.expect("Spark Connect must be up (pipeline cluster up)")
 }
 
 /// Waits until the Cassandra connector inside the Spark Connect server knows `keyspace.table`,

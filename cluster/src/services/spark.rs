@@ -13,6 +13,7 @@ use pipeline_core::Config;
 use super::cassandra::contact_point;
 use super::common::{http_json, tcp_open, ServiceError};
 use super::{arg, Ctx, Spec};
+use crate::connect_auth;
 use crate::process::Launch;
 
 pub(crate) struct Master;
@@ -115,14 +116,21 @@ impl Spec for Connect {
         Some(format!("http://{}:{}", config.cluster.host, config.spark.app_ui_port))
     }
 
+    /// The token interceptor, built by `make deps` after the connector jars.
     fn required_artifact(&self, ctx: &Ctx) -> PathBuf {
-        ctx.artifact("spark/jars")
+        connect_auth::interceptor_jar(&ctx.layout)
+    }
+
+    /// The token in the state folder's secrets, generated on first start.
+    fn prepare(&self, ctx: &Ctx) -> Result<(), ServiceError> {
+        connect_auth::ensure_token(&ctx.config).map(|_| ())
     }
 
     fn launch(&self, ctx: &Ctx) -> Result<Launch, ServiceError> {
         let cfg = &ctx.config;
         let mem = &cfg.cluster.memory;
         let port = url_port(&cfg.spark.connect_url, "sc").map_err(ServiceError::Config)?;
+        let token_file = connect_auth::ensure_token(cfg)?;
         let (cassandra_host, cassandra_port) = contact_point(cfg)?;
         let cp = format!("{}/*", arg(ctx.artifact("spark/jars")));
         // spark-submit knows the Connect server class: no application jar argument; the class
@@ -139,8 +147,8 @@ impl Spec for Connect {
             "--driver-memory".into(),
             mem.spark_driver_memory.clone(),
         ];
-        for (k, v) in [
-            ("spark.driver.extraClassPath", cp.clone()),
+        let auth = connect_auth::spark_conf(&ctx.layout, &cp);
+        for (k, v) in auth.into_iter().chain([
             ("spark.executor.extraClassPath", cp),
             ("spark.driver.extraJavaOptions", "-Dpipeline.service=spark-connect".to_string()),
             ("spark.driver.host", ctx.host().to_string()),
@@ -149,17 +157,18 @@ impl Spec for Connect {
             ("spark.ui.port", cfg.spark.app_ui_port.to_string()),
             ("spark.cassandra.connection.host", cassandra_host),
             ("spark.cassandra.connection.port", cassandra_port.to_string()),
-        ] {
+        ]) {
             args.extend(["--conf".to_string(), format!("{k}={v}")]);
         }
-        Ok(env(ctx, Launch::new(home(ctx).join("bin/spark-class"))).args(args))
+        let launch = env(ctx, Launch::new(home(ctx).join("bin/spark-class"))).args(args);
+        Ok(connect_auth::server_env(launch, &token_file, ctx.host()))
     }
 
     fn probe<'a>(&'a self, ctx: &'a Ctx) -> BoxFuture<'a, Result<(), ServiceError>> {
         Box::pin(async move {
             let url = &ctx.config.spark.connect_url;
             tcp_open(ctx.host(), url_port(url, "sc").map_err(ServiceError::Config)?).await?;
-            spark_select_one(url).await.map_err(ServiceError::Probe)
+            spark_select_one(&ctx.config).await.map_err(ServiceError::Probe)
         })
     }
 }
@@ -193,12 +202,12 @@ async fn master_json(ctx: &Ctx) -> Result<serde_json::Value, ServiceError> {
     http_json(&format!("http://{}:{}/json/", ctx.host(), ctx.config.spark.master_ui_port)).await
 }
 
-/// `SELECT 1` through Spark Connect.
-pub async fn spark_select_one(connect_url: &str) -> Result<(), String> {
+/// `SELECT 1` through Spark Connect, with the token when the token file exists.
+pub async fn spark_select_one(config: &Config) -> Result<(), String> {
     use spark_connect_rs::SparkSessionBuilder;
-    let url = format!("{}/;user_id=pipeline", connect_url.trim_end_matches('/'));
+    let url = pipeline_core::connect::connect_url(config, "pipeline", None).map_err(|e| e.to_string())?;
     let probe = async {
-        let spark = SparkSessionBuilder::remote(&url).build().await.map_err(|e| e.to_string())?;
+        let spark = SparkSessionBuilder::remote(url.secret()).build().await.map_err(|e| e.to_string())?;
         let batch = spark
             .sql("SELECT 1 AS one")
             .await

@@ -471,6 +471,59 @@ fn compose_postgres_password_comes_from_the_environment() {
     );
 }
 
+/// Problems with Spark Connect's authentication: the interceptor loaded, its jar mounted, and
+/// the token from a required variable, never a committed value.
+fn connect_auth_problems(doc: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(svc) = services(doc).get("spark-connect") else {
+        return vec!["no spark-connect service".into()];
+    };
+    let words = command_words(svc);
+    let interceptor = pipeline_cluster::connect_auth::INTERCEPTOR_CLASS;
+    let loads = words.windows(2).any(|w| w[0] == "spark.connect.grpc.interceptor.classes" && w[1] == interceptor);
+    if !loads {
+        problems.push(format!("spark-connect does not load {interceptor} (spark.connect.grpc.interceptor.classes)"));
+    }
+    let jar = pipeline_cluster::connect_auth::INTERCEPTOR_JAR;
+    let jar_dir = jar.rsplit_once('/').map(|(d, _)| d).unwrap_or(jar);
+    let mounted = mounts(doc).into_iter().any(|(name, m)| {
+        name == "spark-connect" && m.as_ref().is_ok_and(|m| m.source.ends_with(jar_dir) && m.read_only)
+    });
+    if !mounted {
+        problems.push(format!("spark-connect does not mount the interceptor folder `{jar_dir}` read-only"));
+    }
+    let token = svc
+        .get("environment")
+        .and_then(|e| e.get(pipeline_cluster::connect_auth::TOKEN_ENV))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !(token.starts_with("${PIPELINE__SPARK__CONNECT_TOKEN:?") && token.ends_with('}')) {
+        problems.push(format!(
+            "spark-connect's {} must be the required variable ${{PIPELINE__SPARK__CONNECT_TOKEN:?...}}, got `{token}`",
+            pipeline_cluster::connect_auth::TOKEN_ENV
+        ));
+    }
+    problems
+}
+
+#[test]
+fn compose_spark_connect_requires_the_token() {
+    assert_clean("Spark Connect authentication", connect_auth_problems(&compose()));
+}
+
+#[test]
+fn a_spark_connect_without_the_token_is_detected() {
+    let mut doc = compose();
+    let svc = service_mut(&mut doc, "spark-connect");
+    svc.remove("environment");
+    let problems = connect_auth_problems(&doc);
+    assert!(problems.iter().any(|p| p.contains("PIPELINE__SPARK__CONNECT_TOKEN")), "{problems:?}");
+    let mut doc = compose();
+    service_mut(&mut doc, "spark-connect").insert(Value::from("command"), Value::from("spark-submit"));
+    let problems = connect_auth_problems(&doc);
+    assert!(problems.iter().any(|p| p.contains("interceptor.classes")), "{problems:?}");
+}
+
 // ------------------------------------------------------------------------------------------------
 // The checks can fail: each is fed a broken copy of the real file.
 

@@ -1,13 +1,13 @@
 //! `up` twice is harmless, `down` leaves no process or port behind, a taken port is named.
 //! These run on a private mini-cluster (own state folder and ports) beside the main one.
 
+use std::net::{Ipv4Addr, TcpListener};
 
 use pipeline_cluster::{Cluster, ClusterError, Outcome, Service};
 
-
 #[path = "../common/private.rs"]
 mod private;
-use private::{free_port, private_config, Teardown};
+use private::{private_config, Teardown};
 
 #[tokio::test]
 async fn up_twice_is_harmless_and_down_leaves_nothing_behind() {

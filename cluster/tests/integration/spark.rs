@@ -7,14 +7,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use spark_connect_rs::spark::write_operation::SaveMode;
 use spark_connect_rs::streaming::{OutputMode, Trigger};
-use spark_connect_rs::{SparkSession, SparkSessionBuilder};
+use spark_connect_rs::SparkSession;
 
 use pipeline_testkit::{cassandra, config, connector_sees_table, eventually, unique};
 
 async fn session() -> SparkSession {
-    let cfg = config();
-    let url = format!("{}/;user_id=pipeline-tests", cfg.spark.connect_url);
-    SparkSessionBuilder::remote(&url).build().await.expect("Spark Connect must be up (pipeline cluster up)")
+    pipeline_testkit::spark_session(&config(), "pipeline-tests").await
 }
 
 async fn count(spark: &SparkSession, table: &str) -> i64 {
@@ -26,7 +24,7 @@ async fn count(spark: &SparkSession, table: &str) -> i64 {
 
 #[tokio::test]
 async fn spark_connect_runs_sql_on_the_cluster() {
-    pipeline_cluster::services::spark_select_one(&config().spark.connect_url).await.expect("SELECT 1");
+    pipeline_cluster::services::spark_select_one(&config()).await.expect("SELECT 1");
     let spark = session().await;
     let version = spark.version().await.expect("version");
     assert!(version.starts_with("3.5."), "Spark {version}");

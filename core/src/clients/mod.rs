@@ -4,7 +4,8 @@
 //!
 //! - [`kafka`] (feature `kafka`): librdkafka client configs and topic creation.
 //! - [`cassandra`] (feature `cassandra`): scylla sessions.
-//! - PostgreSQL: [`crate::postgres::connect`]; the schema registry: [`crate::registry::RegistryClient::from_config`].
+//! - PostgreSQL: [`crate::postgres::connect`]; the schema registry: [`crate::registry::RegistryClient::from_config`];
+//!   Spark Connect: [`crate::connect::connect_url`] (the `sc://` URL with the bearer token).
 
 #[cfg(feature = "cassandra")]
 pub mod cassandra;

@@ -144,6 +144,11 @@ pub struct CassandraConfig {
 #[serde(deny_unknown_fields)]
 pub struct SparkConfig {
     pub connect_url: String,
+    pub connect_token_file: PathBuf,
+    /// Overrides the token file when set (normally from PIPELINE__SPARK__CONNECT_TOKEN, as
+    /// docker-compose does).
+    #[serde(default, skip_serializing)]
+    pub connect_token: Option<String>,
     pub master_url: String,
     pub master_ui_port: u16,
     pub worker_ui_port: u16,
@@ -387,7 +392,20 @@ impl Config {
         ] {
             *path = root.join(&*path);
         }
+        if !self.spark.connect_token_file.as_os_str().is_empty() {
+            self.spark.connect_token_file = root.join(&self.spark.connect_token_file);
+        }
         self
+    }
+
+    /// The Spark Connect token file: `spark.connect_token_file`, or by default
+    /// `<cluster.state_dir>/secrets/spark-connect.token`.
+    pub fn connect_token_file(&self) -> PathBuf {
+        if self.spark.connect_token_file.as_os_str().is_empty() {
+            self.cluster.state_dir.join("secrets").join("spark-connect.token")
+        } else {
+            self.spark.connect_token_file.clone()
+        }
     }
 
     /// The embedded defaults alone, without user file or environment (tests, tools).
