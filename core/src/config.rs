@@ -30,6 +30,7 @@ pub struct Config {
     pub producer: ProducerConfig,
     pub job: JobConfig,
     pub local: LocalConfig,
+    pub dashboard: DashboardConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -206,6 +207,12 @@ pub struct LocalConfig {
     pub request_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub metrics_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    pub addr: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -483,6 +490,9 @@ impl Config {
                 "local.metrics_addr and producer.metrics_addr are both {}: they may run at the same time",
                 l.metrics_addr
             ));
+        }
+        if self.dashboard.addr.parse::<SocketAddr>().is_err() {
+            errors.push(format!("dashboard.addr `{}` is not an IP:port address", self.dashboard.addr));
         }
         if let Err(e) = tracing_subscriber_filter_ok(&self.telemetry.log) {
             errors.push(format!("telemetry.log: {e}"));

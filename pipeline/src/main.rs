@@ -7,6 +7,7 @@
 //! | `submit`, `jobs`  | `pipeline-jobs`      | the Spark streaming job through Spark Connect    |
 //! | `local`           | `pipeline-jobs`      | the same transform on DataFusion, no Spark       |
 //! | `verify`          | `pipeline-jobs`      | audit ids vs Kafka vs Cassandra, diffs reported  |
+//! | `dashboard`       | `pipeline-dashboard` | the live page on 127.0.0.1:9021, /api, /metrics  |
 //! | `config check`    | `pipeline-core`      | loads every config layer, prints every error     |
 
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ enum Command {
     },
     /// Reconcile the audit store, the Kafka topic and Cassandra; exit 1 on any loss.
     Verify,
+    /// The live dashboard on dashboard.addr (127.0.0.1:9021): page, /api/... JSON, /metrics.
+    Dashboard,
     /// The number of rows in the Cassandra table and a few of them.
     Sample {
         /// Rows to show.
@@ -207,6 +210,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 println!("{}", cells.join("  "));
             }
             println!("{count} row(s) in {}.{}", config.cassandra.keyspace, config.cassandra.table);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dashboard => {
+            println!("dashboard on http://{}", config.dashboard.addr);
+            pipeline_dashboard::run(config, pipeline_core::shutdown::on_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify => {
