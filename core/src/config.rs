@@ -212,7 +212,7 @@ pub struct LocalConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DashboardConfig {
-    pub addr: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +306,7 @@ impl Config {
         port("registry.management_port", Some(self.registry.management_port));
         port("cassandra.storage_port", Some(self.cassandra.storage_port));
         port("cassandra.jmx_port", Some(self.cassandra.jmx_port));
+        port("dashboard.port", Some(self.dashboard.port));
         if self.cluster.host.parse::<std::net::IpAddr>().is_err() {
             errors.push(format!("cluster.host `{}` is not an IP address", self.cluster.host));
         }
@@ -490,9 +491,6 @@ impl Config {
                 "local.metrics_addr and producer.metrics_addr are both {}: they may run at the same time",
                 l.metrics_addr
             ));
-        }
-        if self.dashboard.addr.parse::<SocketAddr>().is_err() {
-            errors.push(format!("dashboard.addr `{}` is not an IP:port address", self.dashboard.addr));
         }
         if let Err(e) = tracing_subscriber_filter_ok(&self.telemetry.log) {
             errors.push(format!("telemetry.log: {e}"));

@@ -66,23 +66,28 @@
       return el("span", { class: "big", "data-testid": "lag-" + engine }, [engine + " lag " + fmt(k.lag[engine])]);
     }));
     var rate = el("span", { class: "big", "data-testid": "messages-per-sec" }, [fmt(k.messages_per_sec, 1) + " msg/s"]);
-    return [el("div", null, [rate, lag]), table(["topic", "#partitions", "#end offset", "#records", "per partition (low..high)"], k.topics.map(function (t) {
+    var own = k.topics.filter(function (t) { return t.end_offset !== null; });
+    var others = k.topics.filter(function (t) { return t.end_offset === null; });
+    var rest = others.length ? el("details", null, [el("summary", { text: others.length + " other topic(s)" }),
+      el("div", { class: "muted", text: others.map(function (t) { return t.name + " (" + t.partitions + ")"; }).join(", ") })]) : null;
+    return [el("div", null, [rate, lag]), table(["topic", "#partitions", "#end offset", "#records", "per partition (low..high)"], own.map(function (t) {
       return { cells: [t.name, t.partitions,
         el("span", { "data-testid": "topic-" + t.name + "-end-offset", text: t.end_offset === null ? "–" : String(t.end_offset) }),
         fmt(t.records),
         t.per_partition.map(function (p) { return p.partition + ": " + p.low + ".." + p.high; }).join("  ")] };
-    }))];
+    })), rest];
   }
   function spark(s) {
     var rows = s.queries.map(function (q) {
       return { cells: [q.name, el("span", { class: q.active ? "ok" : "bad", text: q.active ? "active" : "stopped" }),
         el("span", { "data-testid": "spark-batch-" + q.name, text: q.batch_id === null ? "–" : String(q.batch_id) }),
+        q.checkpoint_batch === null ? "–" : String(q.checkpoint_batch),
         fmt(q.input_rows_per_sec, 1), fmt(q.processed_rows_per_sec, 1), fmt(q.batch_duration_ms), fmt(q.num_input_rows),
         q.last_error ? el("span", { class: "error", text: q.last_error }) : "none"] };
     });
     var parts = [];
     if (!rows.length) parts.push(el("div", { class: "muted", text: "no query running (start the job with `pipeline submit`)" }));
-    else parts.push(table(["query", "state", "#batch", "#input rows/s", "#processed rows/s", "#batch ms", "#rows", "last error"], rows));
+    else parts.push(table(["query", "state", "#batch", "#checkpoint batch", "#input rows/s", "#processed rows/s", "#batch ms", "#rows", "last error"], rows));
     parts.push(el("div", null, s.links.map(function (l) { return el("span", null, [l[0] + ": ", link(l[1]), "  "]); })));
     return parts;
   }

@@ -78,6 +78,9 @@ impl Reader {
             .set("queued.max.messages.kbytes", "2048")
             .set("max.partition.fetch.bytes", "262144")
             .set("fetch.max.bytes", "1048576")
+            // Offset requests queue behind a long-polling fetch on the same connection: keep
+            // fetches short, and none in flight outside `read` (see there).
+            .set("fetch.wait.max.ms", "50")
             .create()
             .map_err(|e| format!("cannot create the Kafka client: {e}"))?;
         Ok(Reader {
@@ -151,11 +154,13 @@ impl Reader {
     }
 
     fn round(&mut self, shared: &Shared, keys: &SyncSender<KeySeen>) -> Result<(), String> {
+        let t0 = Instant::now();
         let main = self.watermarks(&self.topic)?;
         let dlq = self.watermarks(&self.dlq)?;
         self.refresh_other_topics()?;
         let local_lag = self.local_lag(&main)?;
         self.read(&main, &dlq, keys)?;
+        tracing::debug!(took = ?t0.elapsed(), "kafka round");
 
         let end: i64 = main.iter().map(|p| p.high).sum();
         let now = Instant::now();
@@ -253,20 +258,23 @@ impl Reader {
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                         .unwrap_or_default()
                 };
-                let reason = header("reason");
-                self.count_reason(&reason);
-                self.dlq_latest.push_front(DeadLetter {
-                    reason,
+                let letter = DeadLetter {
+                    reason: header("reason"),
                     engine: header("engine"),
                     source_offset: header("source_offset"),
                     key: key_text,
                     partition: m.partition(),
                     offset: m.offset(),
                     timestamp_ms: timestamp,
-                });
+                };
+                self.count_reason(&letter.reason);
+                self.dlq_latest.push_front(letter);
                 self.dlq_latest.truncate(LATEST_DEAD_LETTERS);
             }
         }
+        // No fetch in flight until the next read: the offset requests of the next round would
+        // wait behind it.
+        self.consumer.unassign().map_err(|e| format!("unassigning partitions: {e}"))?;
         // Newest first across partitions.
         self.dlq_latest.make_contiguous().sort_by(|a, b| b.timestamp_ms.cmp(&a.timestamp_ms).then(b.offset.cmp(&a.offset)));
         Ok(())
@@ -283,11 +291,13 @@ impl Reader {
     }
 }
 
-/// The Spark query's lag: end offsets minus the offsets its latest batch read up to.
+/// The Spark query's lag: end offsets minus the offsets its latest committed batch read up to
+/// (from its checkpoint when readable here, else from its latest progress).
 fn spark_lag(s: &state::Snapshot, ends: &[PartitionView]) -> Option<i64> {
     let query = s.spark.data.as_ref()?.queries.iter().find(|q| q.name == s.query_name && q.active)?;
-    if query.end_offsets.is_empty() {
+    let offsets = if query.checkpoint_offsets.is_empty() { &query.end_offsets } else { &query.checkpoint_offsets };
+    if offsets.is_empty() {
         return None;
     }
-    Some(ends.iter().map(|p| (p.high - query.end_offsets.get(&p.partition).copied().unwrap_or(0)).max(0)).sum())
+    Some(ends.iter().map(|p| (p.high - offsets.get(&p.partition).copied().unwrap_or(0)).max(0)).sum())
 }

@@ -1,7 +1,8 @@
 //! `pipeline dashboard`: a live, read-only page of the whole pipeline on 127.0.0.1:9021.
 //!
 //! Collectors, each on its own cadence and with one client to the service it reads:
-//! - [`services`](run_services): the launcher's own status (`Cluster::status`), every 2 s;
+//! - services: the launcher's own status (`Cluster::status`) every 10 s (2 s while one is
+//!   down), and every second whether each recorded process is alive;
 //! - [`kafka`]: one consumer (no group membership) for offsets, lag and dead letters, every 1 s;
 //! - [`spark`]: the job's queries and their progress, every 2 s;
 //! - [`cassandra`]: one session for the latency probe and row estimates, every 2 s;
@@ -32,7 +33,7 @@ use crate::state::{ServiceView, Shared};
 /// Why the dashboard could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
-    #[error("dashboard.addr `{0}` is not an IP:port address")]
+    #[error("cluster.host `{0}` is not an IP address")]
     Addr(String),
     #[error("cannot listen on {addr}: {source} (is another dashboard running? `pipeline cluster status`)")]
     Bind { addr: String, source: std::io::Error },
@@ -40,12 +41,18 @@ pub enum DashboardError {
     Serve(std::io::Error),
 }
 
-/// Serves the dashboard on `dashboard.addr` until `shutdown`.
+/// Serves the dashboard on `cluster.host`:`dashboard.port` until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DashboardError> {
-    let addr: SocketAddr = config.dashboard.addr.parse().map_err(|_| DashboardError::Addr(config.dashboard.addr.clone()))?;
+    let addr = address(&config)?;
     let listener =
         TcpListener::bind(addr).await.map_err(|source| DashboardError::Bind { addr: addr.to_string(), source })?;
     serve(config, listener, shutdown).await
+}
+
+/// Where the dashboard listens: `cluster.host`:`dashboard.port`.
+pub fn address(config: &Config) -> Result<SocketAddr, DashboardError> {
+    let ip: std::net::IpAddr = config.cluster.host.parse().map_err(|_| DashboardError::Addr(config.cluster.host.clone()))?;
+    Ok(SocketAddr::new(ip, config.dashboard.port))
 }
 
 /// Serves the dashboard on an already bound listener (tests bind port 0).
@@ -89,27 +96,52 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     served.map_err(DashboardError::Serve)
 }
 
-/// The launcher's status of every service, every 2 s (a stopped service shows at once: its
-/// pid is gone before any probe runs).
+/// Full protocol probes (`Cluster::status`) every 10 s, or every 2 s while a service is down;
+/// between them, every second, the cheap check that each recorded process is still alive, so
+/// a stopped service turns red within a second without probing the cluster all the time (the
+/// launcher's Cassandra and Spark Connect probes open a session each).
 async fn run_services(config: Config, shared: Shared, shutdown: CancellationToken) {
     let cluster = Cluster::new(config);
+    let mut last_full: Option<std::time::Instant> = None;
     while !shutdown.is_cancelled() {
-        let rows = cluster.status().await;
-        let views: Vec<ServiceView> = rows
-            .into_iter()
-            .map(|r| ServiceView {
-                name: r.service.name().to_string(),
-                healthy: r.healthy,
-                pid: r.pid,
-                rss_mib: r.rss_mib,
-                ports: r.ports,
-                detail: r.detail,
-                ui: r.ui,
-            })
-            .collect();
-        state::update(&shared, |s| s.services.set(views));
+        let any_down = state::read(&shared, |s| s.services.data.as_ref().is_some_and(|v| v.iter().any(|s| !s.healthy)));
+        let period = if any_down { Duration::from_secs(2) } else { Duration::from_secs(10) };
+        if last_full.is_none_or(|t| t.elapsed() >= period) {
+            let views: Vec<ServiceView> = cluster
+                .status()
+                .await
+                .into_iter()
+                .map(|r| ServiceView {
+                    name: r.service.name().to_string(),
+                    healthy: r.healthy,
+                    pid: r.pid,
+                    rss_mib: r.rss_mib,
+                    ports: r.ports,
+                    detail: r.detail,
+                    ui: r.ui,
+                })
+                .collect();
+            last_full = Some(std::time::Instant::now());
+            state::update(&shared, |s| s.services.set(views));
+        } else {
+            let gone: Vec<String> = pipeline_cluster::Service::ALL
+                .iter()
+                .filter(|svc| cluster.running(**svc).is_none())
+                .map(|svc| svc.name().to_string())
+                .collect();
+            state::update(&shared, |s| {
+                if let Some(views) = s.services.data.as_mut() {
+                    for v in views.iter_mut().filter(|v| gone.contains(&v.name)) {
+                        v.healthy = false;
+                        v.pid = None;
+                        v.rss_mib = 0;
+                        v.detail = "not running".into();
+                    }
+                }
+            });
+        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.cancelled() => {}
         }
     }

@@ -5,6 +5,7 @@
 //! latest progress. Rewire it here when that library function changes.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use pipeline_core::Config;
@@ -19,6 +20,7 @@ pub async fn queries(config: &Config) -> Result<Vec<SparkQueryView>, String> {
         .await
         .map_err(|_| "Spark Connect did not answer within 10 s".to_string())?
         .map_err(|e| e.to_string())?;
+    let checkpoints = std::path::absolute(&config.job.checkpoint_dir).unwrap_or_else(|_| config.job.checkpoint_dir.clone());
     Ok(infos
         .into_iter()
         .map(|q| {
@@ -27,9 +29,34 @@ pub async fn queries(config: &Config) -> Result<Vec<SparkQueryView>, String> {
             view.run_id = q.run_id;
             view.active = q.active;
             view.status = q.status.map(|s| s.as_str().map(str::to_string).unwrap_or_else(|| s.to_string()));
+            if let Some((batch, offsets)) = checkpoint(&checkpoints.join(&view.name)) {
+                view.checkpoint_batch = Some(batch);
+                view.checkpoint_offsets = offsets;
+            }
             view
         })
         .collect())
+}
+
+/// The latest committed batch of a Structured Streaming checkpoint (`commits/<n>`) and the end
+/// offsets its `offsets/<n>` file recorded (its last line: `{topic: {partition: offset}}`).
+pub fn checkpoint(dir: &Path) -> Option<(i64, BTreeMap<i32, i64>)> {
+    let batch = std::fs::read_dir(dir.join("commits"))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
+        .max()?;
+    let text = std::fs::read_to_string(dir.join("offsets").join(batch.to_string())).ok()?;
+    let last = text.lines().rev().find(|l| l.trim_start().starts_with('{'))?;
+    let topics: Value = serde_json::from_str(last).ok()?;
+    let mut offsets = BTreeMap::new();
+    for partitions in topics.as_object()?.values() {
+        for (partition, offset) in partitions.as_object().into_iter().flatten() {
+            if let (Ok(partition), Some(offset)) = (partition.parse::<i32>(), offset.as_i64()) {
+                offsets.insert(partition, offset);
+            }
+        }
+    }
+    Some((batch, offsets))
 }
 
 /// A query's view from its latest progress JSON (Spark's StreamingQueryProgress).
@@ -68,6 +95,8 @@ pub fn from_progress(name: &str, progress: Option<&Value>) -> SparkQueryView {
         num_input_rows: p.get("numInputRows").and_then(Value::as_i64),
         timestamp: p.get("timestamp").and_then(Value::as_str).map(str::to_string),
         end_offsets,
+        checkpoint_batch: None,
+        checkpoint_offsets: BTreeMap::new(),
         status: None,
         last_error: p.get("exception").and_then(Value::as_str).map(str::to_string),
     }
@@ -87,7 +116,8 @@ pub async fn run(config: Config, shared: Shared, shutdown: CancellationToken) {
         match queries(&config).await {
             Ok(mut qs) => {
                 let at = state::now_ms();
-                let mut points: Vec<(Option<f64>, Option<f64>, Option<f64>, Option<f64>)> = Vec::new();
+                // One point per round and chart (both queries' new batches on one x).
+                let (mut rows_point, mut duration_point) = (None, [None, None]);
                 for q in &mut qs {
                     match &q.last_error {
                         Some(e) => {
@@ -102,17 +132,18 @@ pub async fn run(config: Config, shared: Shared, shutdown: CancellationToken) {
                     last_batch.insert(q.name.clone(), batch);
                     let duration = q.batch_duration_ms.map(|d| d as f64);
                     if q.name == config.job.query_name {
-                        points.push((Some(q.input_rows_per_sec), Some(q.processed_rows_per_sec), duration, None));
+                        rows_point = Some([Some(q.input_rows_per_sec), Some(q.processed_rows_per_sec)]);
+                        duration_point[0] = duration;
                     } else if q.name == config.job.dead_letter_query_name {
-                        points.push((None, None, None, duration));
+                        duration_point[1] = duration;
                     }
                 }
                 state::update(&shared, |s| {
-                    for (input, processed, main_ms, dlq_ms) in points {
-                        if input.is_some() {
-                            s.charts.spark_rows.push(at, &[input, processed]);
-                        }
-                        s.charts.spark_duration.push(at, &[main_ms, dlq_ms]);
+                    if let Some(point) = rows_point {
+                        s.charts.spark_rows.push(at, &point);
+                    }
+                    if duration_point.iter().any(Option::is_some) {
+                        s.charts.spark_duration.push(at, &duration_point);
                     }
                     s.spark.set(SparkView { queries: qs, links: links.clone() });
                 });
@@ -149,6 +180,20 @@ mod tests {
         assert_eq!(v.end_offsets.get(&2), Some(&30));
         assert_eq!(v.end_offsets.values().sum::<i64>(), 60);
         assert!((v.processed_rows_per_sec - 900.5).abs() < 1e-9);
+        let dir = std::env::temp_dir().join(format!("dashboard-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("commits")).unwrap();
+        std::fs::create_dir_all(dir.join("offsets")).unwrap();
+        for n in ["0", "1", "2"] {
+            std::fs::write(dir.join("commits").join(n), "v1\n{}").unwrap();
+        }
+        std::fs::write(dir.join("commits").join(".2.crc"), "x").unwrap();
+        std::fs::write(dir.join("offsets").join("2"), "v1\n{\"batchWatermarkMs\":0}\n{\"t\":{\"0\":5,\"1\":7}}").unwrap();
+        std::fs::write(dir.join("offsets").join("3"), "v1\n{}\n{\"t\":{\"0\":9,\"1\":9}}").unwrap();
+        let (batch, offsets) = checkpoint(&dir).unwrap();
+        assert_eq!(batch, 2, "the latest committed batch, not the planned one");
+        assert_eq!(offsets.values().sum::<i64>(), 12);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(checkpoint(&dir).is_none());
         let none = from_progress("q", None);
         assert_eq!(none.batch_id, None);
         assert!(none.end_offsets.is_empty());

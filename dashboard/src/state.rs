@@ -99,8 +99,12 @@ pub struct SparkQueryView {
     pub num_input_rows: Option<i64>,
     /// The time of the latest progress, as Spark reports it.
     pub timestamp: Option<String>,
-    /// Offsets the query has read up to, per partition of its source topic.
+    /// Offsets the query has read up to, per partition of its source topic (latest progress).
     pub end_offsets: BTreeMap<i32, i64>,
+    /// The latest batch committed in the query's checkpoint and its end offsets, when the
+    /// checkpoint folder is readable from here (the Connect server writes it on this machine).
+    pub checkpoint_batch: Option<i64>,
+    pub checkpoint_offsets: BTreeMap<i32, i64>,
     pub status: Option<String>,
     pub last_error: Option<String>,
 }

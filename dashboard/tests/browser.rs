@@ -115,9 +115,8 @@ impl Fixture {
     /// Page errors seen by the browser and by the page's own handler.
     fn page_errors(&self) -> Vec<String> {
         let mut all = self.errors.lock().unwrap().clone();
-        if let Some(list) = eval(&self.tab, "window.__errors").as_array() {
-            all.extend(list.iter().map(|v| format!("page: {v}")));
-        }
+        let list = eval_json(&self.tab, "window.__errors");
+        all.extend(list.as_array().expect("window.__errors is a list").iter().map(|v| format!("page: {v}")));
         all
     }
 
@@ -136,6 +135,12 @@ impl Drop for Fixture {
 
 fn eval(tab: &Tab, js: &str) -> Value {
     tab.evaluate(js, false).expect("evaluate in the page").value.unwrap_or(Value::Null)
+}
+
+/// An object or array from the page (CDP returns those by reference: go through JSON).
+fn eval_json(tab: &Tab, js: &str) -> Value {
+    let text = eval(tab, &format!("JSON.stringify({js})"));
+    serde_json::from_str(text.as_str().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
 /// Waits for `check` to return `Some`, polling every 200 ms, failing after `timeout`.
@@ -287,7 +292,7 @@ fn bad_messages_show_as_dead_letters_with_reasons() {
     println!("dead letters {before} -> {now}");
     // The newest rows show our three keys, each with a reason.
     let rows = wait_for("the three dead letters in the latest rows", Duration::from_secs(20), || {
-        let rows = eval(
+        let rows = eval_json(
             &f.tab,
             "Array.from(document.querySelectorAll('[data-testid=dlq-row]')).map(function(r){\
              return Array.from(r.children).map(function(c){return c.textContent})})",
@@ -339,7 +344,7 @@ fn a_stopped_service_turns_red_and_green_again() {
 
     let cluster = Cluster::new(f.config.clone());
     let _bring_back = BringBack(f.config.clone(), service);
-    let stopped = cluster.down(&[service]);
+    let stopped = cluster.down(&[service]).expect("the registry stops");
     assert!(stopped.contains(&service), "the registry was running and is stopped: {stopped:?}");
     let down_at = Instant::now();
     wait_for("the registry red within 5 s", Duration::from_secs(5), || (healthy(&f) == Value::from("false")).then_some(()));

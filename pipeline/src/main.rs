@@ -71,7 +71,7 @@ enum Command {
     },
     /// Reconcile the audit store, the Kafka topic and Cassandra; exit 1 on any loss.
     Verify,
-    /// The live dashboard on dashboard.addr (127.0.0.1:9021): page, /api/... JSON, /metrics.
+    /// The live dashboard on cluster.host:dashboard.port (127.0.0.1:9021): page, /api/... JSON, /metrics.
     Dashboard,
     /// The number of rows in the Cassandra table and a few of them.
     Sample {
@@ -213,7 +213,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dashboard => {
-            println!("dashboard on http://{}", config.dashboard.addr);
+            println!("dashboard on http://{}", pipeline_dashboard::address(&config)?);
             pipeline_dashboard::run(config, pipeline_core::shutdown::on_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -7,6 +7,7 @@
 
 mod cassandra;
 mod common;
+mod dashboard;
 mod kafka;
 mod postgres;
 mod registry;
@@ -35,6 +36,7 @@ pub enum Service {
     SparkMaster,
     SparkWorker,
     SparkConnect,
+    Dashboard,
 }
 
 /// What each service module provides. The launcher (`Cluster`) only talks to this.
@@ -82,7 +84,7 @@ impl std::str::FromStr for Service {
 
 impl Service {
     /// Every service, in start order.
-    pub const ALL: [Service; 7] = [
+    pub const ALL: [Service; 8] = [
         Service::Postgres,
         Service::Kafka,
         Service::Registry,
@@ -90,6 +92,7 @@ impl Service {
         Service::SparkMaster,
         Service::SparkWorker,
         Service::SparkConnect,
+        Service::Dashboard,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +104,7 @@ impl Service {
             Service::SparkMaster => "spark-master",
             Service::SparkWorker => "spark-worker",
             Service::SparkConnect => "spark-connect",
+            Service::Dashboard => "dashboard",
         }
     }
 
@@ -123,6 +127,7 @@ impl Service {
             Service::SparkMaster => &spark::Master,
             Service::SparkWorker => &spark::Worker,
             Service::SparkConnect => &spark::Connect,
+            Service::Dashboard => &dashboard::Dashboard,
         }
     }
 
@@ -224,5 +229,6 @@ mod tests {
         assert_eq!(Service::SparkMaster.ports(&c), vec![7077, 8083]);
         assert_eq!(Service::SparkWorker.ports(&c), vec![8084]);
         assert_eq!(Service::SparkConnect.ports(&c), vec![15002, 4040]);
+        assert_eq!(Service::Dashboard.ports(&c), vec![9021]);
     }
 }
