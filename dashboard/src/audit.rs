@@ -13,7 +13,10 @@ const EXACT_BELOW: f32 = 2_000_000.0;
 async fn counts(client: &tokio_postgres::Client) -> Result<AuditView, String> {
     let err = |e: tokio_postgres::Error| format!("audit counts: {e}");
     let estimate: f32 = client
-        .query_one("SELECT coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass('audit.users_raw')), 0)::real", &[])
+        .query_one(
+            "SELECT coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass('audit.users_raw')), 0)::real",
+            &[],
+        )
         .await
         .map_err(err)?
         .get(0);
@@ -21,7 +24,9 @@ async fn counts(client: &tokio_postgres::Client) -> Result<AuditView, String> {
     let audited_sql = if exact { "(SELECT count(*) FROM audit.users_raw)" } else { "0::bigint" };
     let row = client
         .query_one(
-            &format!("SELECT {audited_sql}, (SELECT count(*) FROM audit.outbox), (SELECT count(*) FROM audit.rejected)"),
+            &format!(
+                "SELECT {audited_sql}, (SELECT count(*) FROM audit.outbox), (SELECT count(*) FROM audit.rejected)"
+            ),
             &[],
         )
         .await

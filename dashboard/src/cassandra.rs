@@ -66,8 +66,14 @@ pub async fn run(
 ) {
     let table = format!("{}.{}", config.cassandra.keyspace, config.cassandra.table);
     state::update(&shared, |s| s.cassandra.set(CassandraView { table: table.clone(), ..Default::default() }));
-    let mut probe =
-        Probe { config, session: None, pending: VecDeque::new(), samples: VecDeque::new(), estimate_at: None, estimate: None };
+    let mut probe = Probe {
+        config,
+        session: None,
+        pending: VecDeque::new(),
+        samples: VecDeque::new(),
+        estimate_at: None,
+        estimate: None,
+    };
     let mut last_exact: Option<Instant> = None;
     loop {
         while let Ok((key, _)) = keys.try_recv() {
@@ -141,8 +147,10 @@ impl Probe {
             c.estimated_rows = estimate;
             if let (Some(total), false) = (estimate, engines.is_empty()) {
                 let seen: usize = engines.values().sum();
-                c.estimated_by_engine =
-                    engines.iter().map(|(e, n)| (e.clone(), (total as f64 * *n as f64 / seen as f64).round() as i64)).collect();
+                c.estimated_by_engine = engines
+                    .iter()
+                    .map(|(e, n)| (e.clone(), (total as f64 * *n as f64 / seen as f64).round() as i64))
+                    .collect();
             }
             s.cassandra.set(c);
         });
@@ -160,10 +168,8 @@ impl Probe {
         let batch: Vec<(Uuid, Instant)> = self.pending.drain(..n).collect();
         let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
         let c = &self.config.cassandra;
-        let cql = format!(
-            "SELECT id, produced_at, WRITETIME(engine), engine FROM {}.{} WHERE id IN ?",
-            c.keyspace, c.table
-        );
+        let cql =
+            format!("SELECT id, produced_at, WRITETIME(engine), engine FROM {}.{} WHERE id IN ?", c.keyspace, c.table);
         let session = self.session().await?;
         let result = session.query_unpaged(cql, (&ids,)).await.map_err(|e| format!("latency probe: {e}"));
         let rows = match result.and_then(|r| r.into_rows_result().map_err(|e| e.to_string())) {
@@ -237,8 +243,12 @@ impl Probe {
             match outcome {
                 Ok(by_engine) => {
                     let total = by_engine.values().sum();
-                    c.exact =
-                        Some(ExactCount { by_engine, total, at_ms: state::now_ms(), seconds: started.elapsed().as_secs_f64() });
+                    c.exact = Some(ExactCount {
+                        by_engine,
+                        total,
+                        at_ms: state::now_ms(),
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
                     s.cassandra.set(c);
                 }
                 Err(e) => {

@@ -207,7 +207,12 @@ impl Reader {
     }
 
     /// Reads new dead letters and the tail of the topic, for at most half a second.
-    fn read(&mut self, main: &[PartitionView], dlq: &[PartitionView], keys: &SyncSender<KeySeen>) -> Result<(), String> {
+    fn read(
+        &mut self,
+        main: &[PartitionView],
+        dlq: &[PartitionView],
+        keys: &SyncSender<KeySeen>,
+    ) -> Result<(), String> {
         let mut tpl = TopicPartitionList::new();
         let mut ends: HashMap<(String, i32), i64> = HashMap::new();
         for p in main {
@@ -276,7 +281,9 @@ impl Reader {
         // wait behind it.
         self.consumer.unassign().map_err(|e| format!("unassigning partitions: {e}"))?;
         // Newest first across partitions.
-        self.dlq_latest.make_contiguous().sort_by(|a, b| b.timestamp_ms.cmp(&a.timestamp_ms).then(b.offset.cmp(&a.offset)));
+        self.dlq_latest
+            .make_contiguous()
+            .sort_by(|a, b| b.timestamp_ms.cmp(&a.timestamp_ms).then(b.offset.cmp(&a.offset)));
         Ok(())
     }
 

@@ -51,7 +51,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Dash
 
 /// Where the dashboard listens: `cluster.host`:`dashboard.port`.
 pub fn address(config: &Config) -> Result<SocketAddr, DashboardError> {
-    let ip: std::net::IpAddr = config.cluster.host.parse().map_err(|_| DashboardError::Addr(config.cluster.host.clone()))?;
+    let ip: std::net::IpAddr =
+        config.cluster.host.parse().map_err(|_| DashboardError::Addr(config.cluster.host.clone()))?;
     Ok(SocketAddr::new(ip, config.dashboard.port))
 }
 
@@ -76,7 +77,13 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     let tasks = vec![
         tokio::spawn(run_services(config.clone(), shared.clone(), collectors.clone())),
         tokio::spawn(spark::run(config.clone(), shared.clone(), collectors.clone())),
-        tokio::spawn(cassandra::run(config.clone(), shared.clone(), keys_rx, count_requests.clone(), collectors.clone())),
+        tokio::spawn(cassandra::run(
+            config.clone(),
+            shared.clone(),
+            keys_rx,
+            count_requests.clone(),
+            collectors.clone(),
+        )),
         tokio::spawn(registry::run(config.clone(), shared.clone(), collectors.clone())),
         tokio::spawn(audit::run(config.clone(), shared.clone(), collectors.clone())),
     ];

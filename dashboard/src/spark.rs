@@ -20,7 +20,8 @@ pub async fn queries(config: &Config) -> Result<Vec<SparkQueryView>, String> {
         .await
         .map_err(|_| "Spark Connect did not answer within 10 s".to_string())?
         .map_err(|e| e.to_string())?;
-    let checkpoints = std::path::absolute(&config.job.checkpoint_dir).unwrap_or_else(|_| config.job.checkpoint_dir.clone());
+    let checkpoints =
+        std::path::absolute(&config.job.checkpoint_dir).unwrap_or_else(|_| config.job.checkpoint_dir.clone());
     Ok(infos
         .into_iter()
         .map(|q| {
@@ -187,7 +188,8 @@ mod tests {
             std::fs::write(dir.join("commits").join(n), "v1\n{}").unwrap();
         }
         std::fs::write(dir.join("commits").join(".2.crc"), "x").unwrap();
-        std::fs::write(dir.join("offsets").join("2"), "v1\n{\"batchWatermarkMs\":0}\n{\"t\":{\"0\":5,\"1\":7}}").unwrap();
+        std::fs::write(dir.join("offsets").join("2"), "v1\n{\"batchWatermarkMs\":0}\n{\"t\":{\"0\":5,\"1\":7}}")
+            .unwrap();
         std::fs::write(dir.join("offsets").join("3"), "v1\n{}\n{\"t\":{\"0\":9,\"1\":9}}").unwrap();
         let (batch, offsets) = checkpoint(&dir).unwrap();
         assert_eq!(batch, 2, "the latest committed batch, not the planned one");

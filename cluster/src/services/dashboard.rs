@@ -51,7 +51,9 @@ pub(crate) fn pipeline_binary() -> PathBuf {
     }
     let candidates = exe.ancestors().skip(1).take(2).map(|dir| dir.join("pipeline"));
     let candidates: Vec<PathBuf> = candidates.collect();
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        candidates.into_iter().next().unwrap_or_else(|| PathBuf::from("pipeline"))
-    })
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| candidates.into_iter().next().unwrap_or_else(|| PathBuf::from("pipeline")))
 }
