@@ -347,19 +347,17 @@ fn a_stopped_service_turns_red_and_green_again() {
     let healthy = |f: &Fixture| {
         eval(&f.tab, &format!("(function(){{var e=document.querySelector('[data-testid=\"{hook}\"]');return e?e.getAttribute('data-healthy'):null}})()"))
     };
-    wait_for("the service green", Duration::from_secs(30), || (healthy(&f) == Value::from("true")).then_some(()));
+    wait_for("the service green", Duration::from_secs(30), || (healthy(&f) == "true").then_some(()));
 
     let stopped = cluster.down(&[service]).expect("the service stops");
     assert!(stopped.contains(&service), "the service was running and is stopped: {stopped:?}");
     let down_at = Instant::now();
-    wait_for("the service red within 5 s", Duration::from_secs(5), || {
-        (healthy(&f) == Value::from("false")).then_some(())
-    });
+    wait_for("the service red within 5 s", Duration::from_secs(5), || (healthy(&f) == "false").then_some(()));
     println!("red {:.1} s after the stop", down_at.elapsed().as_secs_f64());
 
     f.rt.block_on(cluster.up(&[service])).expect("the service starts again");
     let up_at = Instant::now();
-    wait_for("the service green again", Duration::from_secs(10), || (healthy(&f) == Value::from("true")).then_some(()));
+    wait_for("the service green again", Duration::from_secs(10), || (healthy(&f) == "true").then_some(()));
     println!("green {:.1} s after it was ready", up_at.elapsed().as_secs_f64());
     let errors = f.page_errors();
     assert!(errors.is_empty(), "errors on the page: {errors:#?}");
