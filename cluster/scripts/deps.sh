@@ -2,7 +2,8 @@
 # Installs what the pipeline needs on this machine. Idempotent: a second run downloads nothing.
 #
 #   system packages (apt, when root): protobuf-compiler (spark-connect-rs build), postgresql,
-#                                     a C toolchain for librdkafka, Java 17, Maven, Python pip
+#                                     a C toolchain for librdkafka, Java 17, Maven, Python pip,
+#                                     chromium-headless-shell (the dashboard's browser tests)
 #   Maven artifacts (one manifest per service under cluster/artifacts/):
 #       kafka, cassandra, spark connector jars  -> $ARTIFACTS/<service>/...
 #       apicurio registry (Quarkus app tarball) -> $ARTIFACTS/apicurio
@@ -30,6 +31,8 @@ command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-1
 command -v mvn >/dev/null || missing+=(maven)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The dashboard's browser tests drive Debian's headless Chromium.
+command -v chromium-headless-shell >/dev/null || missing+=(chromium-headless-shell)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing system packages: ${missing[*]}"

@@ -8,6 +8,7 @@
 //! | `local`           | `pipeline-jobs`      | the same transform on DataFusion, no Spark       |
 //! | `verify`          | `pipeline-jobs`      | audit ids vs Kafka vs Cassandra, diffs reported  |
 //! | `dlq list/replay` | `pipeline-jobs`      | dead letters by reason; replay once fixed        |
+//! | `dashboard`       | `pipeline-dashboard` | the live page on 127.0.0.1:9021, /api, /metrics  |
 //! | `config check`    | `pipeline-core`      | loads every config layer, prints every error     |
 
 use std::path::PathBuf;
@@ -81,6 +82,8 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// The live dashboard on cluster.host:dashboard.port (127.0.0.1:9021): page, /api/... JSON, /metrics.
+    Dashboard,
     /// The number of rows in the Cassandra table and a few of them.
     Sample {
         /// Rows to show.
@@ -254,6 +257,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 println!("{}", cells.join("  "));
             }
             println!("{count} row(s) in {}.{}", config.cassandra.keyspace, config.cassandra.table);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dashboard => {
+            println!("dashboard on http://{}", pipeline_dashboard::address(&config)?);
+            pipeline_dashboard::run(config, pipeline_core::shutdown::on_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { json } => {

@@ -108,7 +108,7 @@ pub(crate) fn contact_point(config: &Config) -> Result<(String, u16), ServiceErr
         .contact_points
         .first()
         .ok_or_else(|| ServiceError::Config("cassandra.contact_points is empty".into()))?;
-    Ok((cp.ip().to_string(), cp.port()))
+    Ok((cp.host.clone(), cp.port))
 }
 
 /// `cassandra.yaml` with the seed list replaced by this node's own `host:storage_port`.

@@ -7,6 +7,7 @@
 
 mod cassandra;
 mod common;
+mod dashboard;
 mod kafka;
 mod postgres;
 mod registry;
@@ -36,6 +37,7 @@ pub enum Service {
     SparkWorker,
     SparkConnect,
     Supervisor,
+    Dashboard,
 }
 
 /// What each service module provides. The launcher (`Cluster`) only talks to this.
@@ -83,7 +85,7 @@ impl std::str::FromStr for Service {
 
 impl Service {
     /// Every service, in start order.
-    pub const ALL: [Service; 8] = [
+    pub const ALL: [Service; 9] = [
         Service::Postgres,
         Service::Kafka,
         Service::Registry,
@@ -92,6 +94,7 @@ impl Service {
         Service::SparkWorker,
         Service::SparkConnect,
         Service::Supervisor,
+        Service::Dashboard,
     ];
 
     /// Every service this config turns on (`cluster.supervisor.enabled` can turn one off).
@@ -109,6 +112,7 @@ impl Service {
             Service::SparkWorker => "spark-worker",
             Service::SparkConnect => "spark-connect",
             Service::Supervisor => "supervisor",
+            Service::Dashboard => "dashboard",
         }
     }
 
@@ -132,6 +136,7 @@ impl Service {
             Service::SparkWorker => &spark::Worker,
             Service::SparkConnect => &spark::Connect,
             Service::Supervisor => &supervisor::Supervisor,
+            Service::Dashboard => &dashboard::Dashboard,
         }
     }
 
@@ -234,5 +239,6 @@ mod tests {
         assert_eq!(Service::SparkWorker.ports(&c), vec![8084]);
         assert_eq!(Service::SparkConnect.ports(&c), vec![15002, 4040]);
         assert_eq!(Service::Supervisor.ports(&c), vec![9466]);
+        assert_eq!(Service::Dashboard.ports(&c), vec![9021]);
     }
 }

@@ -30,7 +30,7 @@ pub fn private_config(prefix: &str) -> Config {
     c.postgres.port = free_port();
     c.kafka.bootstrap_servers = format!("127.0.0.1:{}", free_port());
     c.kafka.controller_port = free_port();
-    c.cassandra.contact_points = vec![(Ipv4Addr::LOCALHOST, free_port()).into()];
+    c.cassandra.contact_points = vec![pipeline_core::config::HostPort { host: "127.0.0.1".into(), port: free_port() }];
     c.cassandra.storage_port = free_port();
     c.cassandra.jmx_port = free_port();
     c.spark.master_url = format!("spark://127.0.0.1:{}", free_port());

@@ -19,7 +19,7 @@ pub struct ConnectError {
 /// TLS): for callers that need one more setting.
 pub fn session_builder(c: &CassandraConfig) -> SessionBuilder {
     SessionBuilder::new()
-        .known_nodes_addr(&c.contact_points)
+        .known_nodes(c.contact_points.iter().map(ToString::to_string))
         .connection_timeout(Duration::from_millis(c.connect_timeout_ms))
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 mod types;
 mod validate;
 
-pub use types::{Compatibility, Compression, Interval, StartingOffsets};
+pub use types::{Compatibility, Compression, HostPort, Interval, StartingOffsets};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -36,6 +36,7 @@ pub struct Config {
     pub producer: ProducerConfig,
     pub job: JobConfig,
     pub local: LocalConfig,
+    pub dashboard: DashboardConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -131,7 +132,7 @@ pub struct PostgresConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CassandraConfig {
-    pub contact_points: Vec<SocketAddr>,
+    pub contact_points: Vec<HostPort>,
     pub keyspace: String,
     pub table: String,
     pub replication_factor: u32,
@@ -304,6 +305,12 @@ pub struct LocalConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub log: String,
     pub log_format: LogFormat,
@@ -468,7 +475,7 @@ mod tests {
         assert!(c.kafka.bootstrap_servers.starts_with("127.0.0.1:"));
         assert!(c.registry.url.starts_with("http://127.0.0.1:"));
         assert_eq!(c.postgres.host, "127.0.0.1");
-        assert!(c.cassandra.contact_points.iter().all(|cp| cp.ip().is_loopback()));
+        assert!(c.cassandra.contact_points.iter().all(|cp| cp.host == "127.0.0.1"));
         assert_eq!(c.spark.master_ui_port, 8083);
     }
 

@@ -169,6 +169,33 @@ impl fmt::Display for Interval {
 }
 string_serde!(Interval);
 
+/// `host:port`, where the host may be a name (`cassandra:9042` under compose) or an IP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not host:port");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(HostPort { host: host.to_string(), port })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+string_serde!(HostPort);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +213,7 @@ mod tests {
         assert_eq!("2 seconds".parse::<Interval>(), Ok(Interval(Duration::from_secs(2))));
         assert_eq!("1 minute".parse::<Interval>().map(Interval::spark), Ok("60000 milliseconds".into()));
         assert!("2 fortnights".parse::<Interval>().is_err() && "soon".parse::<Interval>().is_err());
+        assert_eq!("cassandra:9042".parse::<HostPort>().map(|h| h.to_string()), Ok("cassandra:9042".into()));
+        assert!("cassandra".parse::<HostPort>().is_err() && ":9042".parse::<HostPort>().is_err());
     }
 }

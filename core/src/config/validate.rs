@@ -23,6 +23,7 @@ impl Config {
         port("registry.management_port", Some(self.registry.management_port));
         port("cassandra.storage_port", Some(self.cassandra.storage_port));
         port("cassandra.jmx_port", Some(self.cassandra.jmx_port));
+        port("dashboard.port", Some(self.dashboard.port));
         port("cluster.supervisor.metrics_addr", Some(self.cluster.supervisor.metrics_addr.port()));
         if self.cluster.host.parse::<std::net::IpAddr>().is_err() {
             errors.push(format!("cluster.host `{}` is not an IP address", self.cluster.host));
@@ -57,8 +58,8 @@ impl Config {
         }
 
         match self.cassandra.contact_points.first() {
-            None => errors.push("cassandra.contact_points must name at least one IP:port".into()),
-            Some(cp) => port("cassandra.contact_points", Some(cp.port())),
+            None => errors.push("cassandra.contact_points must name at least one host:port".into()),
+            Some(cp) => port("cassandra.contact_points", Some(cp.port)),
         }
         for (key, ident) in
             [("cassandra.keyspace", &self.cassandra.keyspace), ("cassandra.table", &self.cassandra.table)]
