@@ -1,6 +1,6 @@
 //! The native launcher: every service of the pipeline as a local process, no Docker.
 //!
-//! - [`service`]: the services, how each is prepared, launched and probed by protocol.
+//! - [`services`]: one module per service (artifact, set-up, command line, ports, probe).
 //! - [`process`]: detached process groups, pid files guarded by start time, port checks, logs.
 //! - [`layout`]: the state folder and the embedded service config files.
 //!
@@ -10,10 +10,11 @@
 
 pub mod layout;
 pub mod process;
-pub mod service;
+pub mod services;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -22,7 +23,7 @@ use pipeline_core::Config;
 
 pub use layout::Layout;
 pub use process::ProcessRecord;
-pub use service::{Service, Services};
+pub use services::{Ctx, Service, ServiceError};
 
 /// Why the cluster could not be brought up. Each message names the service and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +32,14 @@ pub enum ClusterError {
     PortInUse { service: Service, port: u16 },
     #[error("{service}: {} is missing; run `make deps` to install the service artifacts", path.display())]
     MissingArtifact { service: Service, path: PathBuf },
-    #[error("{service}: {reason}")]
-    Setup { service: Service, reason: String },
+    #[error("{service}: {source}")]
+    Service { service: Service, source: ServiceError },
+    #[error("cannot lock the state folder ({}): {source}", path.display())]
+    Lock { path: PathBuf, source: std::io::Error },
+    #[error("cannot write the service config files under {}: {source}", path.display())]
+    ServiceFiles { path: PathBuf, source: std::io::Error },
+    #[error("{service} did not stop within {secs} s (port {port} is still in use)")]
+    StillRunning { service: Service, secs: u64, port: u16 },
     #[error("{service} exited during start-up; last lines of {}:\n{tail}", log.display())]
     Exited { service: Service, log: PathBuf, tail: String },
     #[error("{service} did not become ready within {secs} s (last probe: {last}); last lines of {}:\n{tail}", log.display())]
@@ -64,28 +71,28 @@ pub struct ServiceStatus {
 
 /// The local cluster described by one configuration.
 pub struct Cluster {
-    config: Config,
-    layout: Layout,
+    ctx: Arc<Ctx>,
 }
 
 const LOG_TAIL_LINES: usize = 25;
 
+/// How long a port may stay taken after its process group is gone (sockets closing).
+const PORT_GRACE: Duration = Duration::from_secs(15);
+/// How long `up` waits for a taken port before calling its holder foreign (a process of ours
+/// that is still exiting frees it within moments).
+const FOREIGN_PORT_WAIT: Duration = Duration::from_secs(5);
+
 impl Cluster {
     pub fn new(config: Config) -> Cluster {
-        let layout = Layout::new(&config);
-        Cluster { config, layout }
+        Cluster { ctx: Arc::new(Ctx::new(config)) }
     }
 
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        &self.ctx.layout
     }
 
     pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    fn services(&self) -> Services<'_> {
-        Services { config: &self.config, layout: &self.layout }
+        &self.ctx.config
     }
 
     /// The services to act on: the requested ones (all when empty) plus their dependencies.
@@ -103,25 +110,19 @@ impl Cluster {
 
     /// The recorded process of a service, if it is still the one we started.
     pub fn running(&self, service: Service) -> Option<ProcessRecord> {
-        ProcessRecord::read(&self.layout.pid_file(service.name())).filter(ProcessRecord::is_alive)
+        ProcessRecord::read(&self.layout().pid_file(service.name())).filter(ProcessRecord::is_alive)
     }
 
     /// An exclusive lock on the state folder for the duration of `up` or `down`: two launchers
     /// never start, stop or wipe the same services at once (the second one waits).
     fn lock(&self) -> Result<std::fs::File, ClusterError> {
-        let path = self.layout.run_dir().join("cluster.lock");
-        let setup = |reason: String| ClusterError::Setup { service: Service::Postgres, reason };
-        std::fs::create_dir_all(self.layout.run_dir())
-            .map_err(|e| setup(format!("cannot create {}: {e}", path.display())))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| setup(format!("cannot open {}: {e}", path.display())))?;
+        let path = self.layout().run_dir().join("cluster.lock");
+        let fail = |source| ClusterError::Lock { path: path.clone(), source };
+        std::fs::create_dir_all(self.layout().run_dir()).map_err(fail)?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(fail)?;
         if file.try_lock().is_err() {
-            eprintln!("another `pipeline cluster` command holds {}; waiting for it", path.display());
-            file.lock().map_err(|e| setup(format!("cannot lock {}: {e}", path.display())))?;
+            tracing::warn!("another `pipeline cluster` command holds {}; waiting for it", path.display());
+            file.lock().map_err(fail)?;
         }
         Ok(file)
     }
@@ -129,10 +130,9 @@ impl Cluster {
     /// Starts the requested services (all when empty) and waits until each answers.
     pub async fn up(&self, requested: &[Service]) -> Result<Vec<(Service, Outcome)>, ClusterError> {
         let _lock = self.lock()?;
-        self.layout.write_service_files().map_err(|e| ClusterError::Setup {
-            service: Service::Postgres,
-            reason: format!("cannot write service configs under {}: {e}", self.layout.state.display()),
-        })?;
+        self.layout()
+            .write_service_files()
+            .map_err(|source| ClusterError::ServiceFiles { path: self.layout().state.join("conf"), source })?;
         let wanted = Self::with_dependencies(requested);
         // Chains: a service follows its dependency; independent chains start concurrently.
         let chains: Vec<Vec<Service>> = wanted
@@ -200,9 +200,10 @@ impl Cluster {
     }
 
     async fn start_one(&self, service: Service, bar: &ProgressBar) -> Result<(Service, Outcome), ClusterError> {
-        let services = self.services();
-        let log = self.layout.log(service.name());
-        let timeout = Duration::from_secs(self.config.cluster.startup_timeout_secs);
+        let ctx = &self.ctx;
+        let log = self.layout().log(service.name());
+        let timeout = Duration::from_secs(self.config().cluster.startup_timeout_secs);
+        let fail = |source| ClusterError::Service { service, source };
         let started = Instant::now();
 
         if let Some(record) = self.running(service) {
@@ -211,27 +212,30 @@ impl Cluster {
             return Ok((service, Outcome::AlreadyRunning));
         }
 
-        let artifact = services.required_artifact(service);
+        let artifact = ctx.required_artifact(service);
         if !artifact.exists() {
             return Err(ClusterError::MissingArtifact { service, path: artifact });
         }
-        for port in service.ports(&self.config) {
-            if !process::port_is_free(port) {
+        for port in service.spec().ports(self.config()).map_err(fail)? {
+            if !process::wait_port_free(port, FOREIGN_PORT_WAIT).await {
                 return Err(ClusterError::PortInUse { service, port });
             }
         }
         bar.set_message("preparing");
-        services.prepare(service).map_err(|reason| ClusterError::Setup { service, reason })?;
-        let launch = services.launch(service).map_err(|reason| ClusterError::Setup { service, reason })?;
-        let record = launch.spawn_detached(&log).map_err(|e| ClusterError::Setup {
-            service,
-            reason: format!("cannot start {}: {e}", launch.program.display()),
-        })?;
-        record
-            .write(&self.layout.pid_file(service.name()))
-            .map_err(|e| ClusterError::Setup { service, reason: format!("cannot write pid file: {e}") })?;
+        // Set-up may run tools to completion (initdb, Kafka's storage formatter): off the runtime.
+        let prep = Arc::clone(ctx);
+        tokio::task::spawn_blocking(move || prep.prepare(service))
+            .await
+            .map_err(|e| fail(ServiceError::probe(format!("set-up task failed: {e}"))))?
+            .map_err(fail)?;
+        let launch = ctx.launch(service).map_err(fail)?;
+        let record = launch
+            .spawn_detached(&log)
+            .map_err(|source| fail(ServiceError::ToolNotRun { tool: launch.program.display().to_string(), source }))?;
+        let pid_file = self.layout().pid_file(service.name());
+        record.write(&pid_file).map_err(|e| fail(ServiceError::io("write", &pid_file, e)))?;
         self.wait_ready(service, record, started, timeout, bar).await?;
-        services.after_ready(service).await.map_err(|reason| ClusterError::Setup { service, reason })?;
+        ctx.after_ready(service).await.map_err(fail)?;
         Ok((service, Outcome::Started { seconds: started.elapsed().as_secs() }))
     }
 
@@ -243,16 +247,15 @@ impl Cluster {
         timeout: Duration,
         bar: &ProgressBar,
     ) -> Result<(), ClusterError> {
-        let services = self.services();
-        let log = self.layout.log(service.name());
+        let log = self.layout().log(service.name());
         let tail = || process::tail(&log, LOG_TAIL_LINES).join("\n");
         loop {
             if !record.is_alive() {
                 return Err(ClusterError::Exited { service, log: log.clone(), tail: tail() });
             }
-            let last = match services.probe(service).await {
+            let last = match self.ctx.probe(service).await {
                 Ok(()) => return Ok(()),
-                Err(e) => e,
+                Err(e) => e.to_string(),
             };
             if started.elapsed() > timeout {
                 return Err(ClusterError::NotReady {
@@ -269,53 +272,71 @@ impl Cluster {
     }
 
     /// Stops the requested services (all when empty) that `up` started; returns those stopped.
-    pub fn down(&self, requested: &[Service]) -> Vec<Service> {
-        let _lock = self.lock();
+    /// Returns once each process group is gone and its ports are free, or fails saying which
+    /// port is still held.
+    pub fn down(&self, requested: &[Service]) -> Result<Vec<Service>, ClusterError> {
+        let _lock = self.lock()?;
         let targets: Vec<Service> = if requested.is_empty() { Service::ALL.to_vec() } else { requested.to_vec() };
-        let grace = Duration::from_secs(self.config.cluster.stop_timeout_secs);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = targets
-                .iter()
-                .map(|&service| {
-                    let pid_file = self.layout.pid_file(service.name());
-                    scope.spawn(move || {
-                        let record = ProcessRecord::read(&pid_file)?;
-                        let was_running = record.is_alive();
-                        if let Err(e) = record.stop(grace) {
-                            tracing::error!(service = service.name(), "stop failed: {e}");
-                            return None;
-                        }
-                        let _ = std::fs::remove_file(&pid_file);
-                        was_running.then_some(service)
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok().flatten()).collect()
-        })
+        let grace = Duration::from_secs(self.config().cluster.stop_timeout_secs);
+        let results: Vec<Result<Option<Service>, ClusterError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                targets.iter().map(|&service| scope.spawn(move || self.stop_one(service, grace))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(Ok(None))).collect()
+        });
+        let mut stopped = Vec::new();
+        let mut errors = Vec::new();
+        for r in results {
+            match r {
+                Ok(s) => stopped.extend(s),
+                Err(e) => errors.push(e),
+            }
+        }
+        match errors.len() {
+            0 => Ok(stopped),
+            1 => Err(errors.remove(0)),
+            _ => Err(ClusterError::Several(errors)),
+        }
+    }
+
+    fn stop_one(&self, service: Service, grace: Duration) -> Result<Option<Service>, ClusterError> {
+        let pid_file = self.layout().pid_file(service.name());
+        let Some(record) = ProcessRecord::read(&pid_file) else { return Ok(None) };
+        let was_running = record.is_alive();
+        record
+            .stop(grace)
+            .map_err(|e| ClusterError::Service { service, source: ServiceError::io("stop", &pid_file, e) })?;
+        let _ = std::fs::remove_file(&pid_file);
+        let deadline = Instant::now() + PORT_GRACE;
+        for port in service.ports(self.config()) {
+            while !process::port_is_free(port) {
+                if Instant::now() > deadline {
+                    return Err(ClusterError::StillRunning { service, secs: PORT_GRACE.as_secs(), port });
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(was_running.then_some(service))
     }
 
     /// Health of every service.
     pub async fn status(&self) -> Vec<ServiceStatus> {
-        let services = self.services();
-        join_all(Service::ALL.iter().map(|&service| {
-            let services = &services;
-            async move {
-                let record = self.running(service);
-                let probe = match record {
-                    Some(_) => tokio::time::timeout(Duration::from_secs(25), services.probe(service))
-                        .await
-                        .unwrap_or_else(|_| Err("probe timed out".into())),
-                    None => Err("not running".into()),
-                };
-                ServiceStatus {
-                    service,
-                    pid: record.map(|r| r.pid),
-                    ports: service.ports(&self.config),
-                    healthy: probe.is_ok(),
-                    detail: probe.err().map(|e| first_line(&e).to_string()).unwrap_or_default(),
-                    rss_mib: record.map(|r| process::group_rss_kib(r.pid) / 1024).unwrap_or(0),
-                    ui: service.ui_url(&self.config),
-                }
+        join_all(Service::ALL.iter().map(|&service| async move {
+            let record = self.running(service);
+            let probe = match record {
+                Some(_) => tokio::time::timeout(Duration::from_secs(25), self.ctx.probe(service))
+                    .await
+                    .unwrap_or_else(|_| Err(ServiceError::probe("probe timed out")))
+                    .map_err(|e| e.to_string()),
+                None => Err("not running".to_string()),
+            };
+            ServiceStatus {
+                service,
+                pid: record.map(|r| r.pid),
+                ports: service.ports(self.config()),
+                healthy: probe.is_ok(),
+                detail: probe.err().map(|e| first_line(&e).to_string()).unwrap_or_default(),
+                rss_mib: record.map(|r| process::group_rss_kib(r.pid) / 1024).unwrap_or(0),
+                ui: service.ui_url(self.config()),
             }
         }))
         .await
@@ -323,7 +344,7 @@ impl Cluster {
 
     /// The last `lines` lines of a service's log.
     pub fn logs(&self, service: Service, lines: usize) -> (PathBuf, Vec<String>) {
-        let path = self.layout.log(service.name());
+        let path = self.layout().log(service.name());
         let tail = process::tail(&path, lines);
         (path, tail)
     }

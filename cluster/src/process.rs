@@ -128,7 +128,8 @@ impl ProcessRecord {
 
     /// SIGTERM to the process group, then SIGKILL after `grace`. Returns once it is gone.
     pub fn stop(&self, grace: Duration) -> io::Result<()> {
-        if !self.is_alive() {
+        // The leader may be gone while children of its group (e.g. executors) still run.
+        if !self.is_alive() && !group_has_members(self.pid) {
             return Ok(());
         }
         let group = Pid::from_raw(self.pid);
@@ -146,9 +147,18 @@ impl ProcessRecord {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        // Children left in the group (e.g. Spark executors) get the same treatment.
+        // Children left in the group (e.g. Spark executors) get the same treatment, and stop
+        // returns only once no process of the group is left.
         let _ = killpg(group, Signal::SIGKILL);
         reap(self.pid);
+        let deadline = Instant::now() + grace;
+        while group_has_members(self.pid) {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!("process group {} still has members after SIGKILL", self.pid)));
+            }
+            reap(self.pid);
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(())
     }
 }
@@ -184,6 +194,14 @@ pub fn group_rss_kib(pgid: i32) -> u64 {
         .sum()
 }
 
+/// True while a (non-zombie) process of the group `pgid` exists.
+fn group_has_members(pgid: i32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else { return false };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| process_group_of(pid) == Some(pgid) && start_time(pid).is_some())
+}
+
 fn process_group_of(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -193,6 +211,20 @@ fn process_group_of(pid: i32) -> Option<i32> {
 /// True when nothing listens on 127.0.0.1:`port` (a bind attempt succeeds).
 pub fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+/// Waits up to `grace` for `port` to be free; false if it is still taken then.
+pub async fn wait_port_free(port: u16, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    loop {
+        if port_is_free(port) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The last `n` lines of a log file (empty if it does not exist).

@@ -36,6 +36,8 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// The interface every service binds to and every probe connects to.
+    pub host: String,
     pub state_dir: PathBuf,
     pub artifacts_dir: PathBuf,
     pub java_home: String,
@@ -62,6 +64,11 @@ pub struct MemoryConfig {
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
+    pub client_id: String,
+    pub connect_timeout_ms: u64,
+    /// Extra librdkafka properties for every client (security settings go here).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
     pub controller_port: u16,
     pub topic: String,
     pub dead_letter_topic: String,
@@ -74,6 +81,9 @@ pub struct RegistryConfig {
     pub url: String,
     pub subject: String,
     pub compatibility: String,
+    pub management_port: u16,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +106,9 @@ pub struct CassandraConfig {
     pub keyspace: String,
     pub table: String,
     pub replication_factor: u32,
+    pub storage_port: u16,
+    pub jmx_port: u16,
+    pub connect_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -294,6 +307,12 @@ impl Config {
             Err(e) => errors.push(e),
         }
         port("kafka.controller_port", Some(self.kafka.controller_port));
+        port("registry.management_port", Some(self.registry.management_port));
+        port("cassandra.storage_port", Some(self.cassandra.storage_port));
+        port("cassandra.jmx_port", Some(self.cassandra.jmx_port));
+        if self.cluster.host.parse::<std::net::IpAddr>().is_err() {
+            errors.push(format!("cluster.host `{}` is not an IP address", self.cluster.host));
+        }
         if self.kafka.partitions < 1 {
             errors.push(format!("kafka.partitions must be at least 1, got {}", self.kafka.partitions));
         }

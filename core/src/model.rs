@@ -14,9 +14,11 @@
 //!
 //! so the formats cannot drift apart; the unit tests below check them field by field.
 
+#[cfg(feature = "arrow")]
 use std::sync::Arc;
 
 use apache_avro::types::Value as AvroValue;
+#[cfg(feature = "arrow")]
 use arrow::datatypes::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value as JsonValue};
@@ -50,6 +52,7 @@ impl FieldType {
     }
 
     /// The Arrow type used by the local engine.
+    #[cfg(feature = "arrow")]
     pub fn arrow(self) -> DataType {
         match self {
             FieldType::Uuid | FieldType::Text => DataType::Utf8,
@@ -521,6 +524,7 @@ pub fn event_avro_schema() -> JsonValue {
 }
 
 /// The Arrow schema of a record.
+#[cfg(feature = "arrow")]
 pub fn arrow_schema(fields: &[Field]) -> Arc<ArrowSchema> {
     Arc::new(ArrowSchema::new(
         fields.iter().map(|f| ArrowField::new(f.name, f.ty.arrow(), f.nullable)).collect::<Vec<_>>(),
@@ -715,6 +719,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "arrow")]
     fn arrow_schema_agrees_field_by_field() {
         let arrow = arrow_schema(UserEvent::FIELDS);
         assert_eq!(arrow.fields().len(), UserEvent::FIELDS.len());

@@ -50,13 +50,14 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
-    pub fn new(base_url: &str) -> Result<RegistryClient, RegistryError> {
+    /// The registry of the config, with its timeouts: the one way to build a client.
+    pub fn from_config(c: &crate::config::RegistryConfig) -> Result<RegistryClient, RegistryError> {
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_millis(c.connect_timeout_ms))
+            .timeout(Duration::from_millis(c.request_timeout_ms))
             .build()
-            .map_err(|source| RegistryError::Unreachable { url: base_url.to_string(), source })?;
-        Ok(RegistryClient { base: base_url.trim_end_matches('/').to_string(), http, by_id: Arc::default() })
+            .map_err(|source| RegistryError::Unreachable { url: c.url.clone(), source })?;
+        Ok(RegistryClient { base: c.url.trim_end_matches('/').to_string(), http, by_id: Arc::default() })
     }
 
     async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<(u16, Value), RegistryError> {

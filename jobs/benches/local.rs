@@ -92,7 +92,7 @@ async fn main() {
             .expect("table");
     }
     db.await_schema_agreement().await.expect("schema agreement");
-    let registry = pipeline_core::registry::RegistryClient::new(&cfg.registry.url).expect("registry");
+    let registry = pipeline_core::registry::RegistryClient::from_config(&cfg.registry).expect("registry");
     let mut decoder = pipeline_jobs::local::decode::Decoder::new(registry).expect("decoder");
     let mut messages = Vec::new();
     for r in read_topic(&cfg, &cfg.kafka.topic).await {

@@ -2,7 +2,6 @@
 
 use futures::StreamExt;
 use pipeline_core::Config;
-use scylla::client::session_builder::SessionBuilder;
 
 /// A few columns of a row, as text.
 pub type SampleRow = Vec<String>;
@@ -14,11 +13,7 @@ pub const SAMPLE_COLUMNS: &[&str] =
 /// The number of rows in the table and up to `limit` of them.
 pub async fn sample(config: &Config, limit: usize) -> Result<(usize, Vec<SampleRow>), String> {
     let c = &config.cassandra;
-    let session = SessionBuilder::new()
-        .known_nodes(&c.contact_points)
-        .build()
-        .await
-        .map_err(|e| format!("cannot connect to Cassandra at {:?}: {e}", c.contact_points))?;
+    let session = pipeline_core::clients::cassandra::session(c).await.map_err(|e| e.to_string())?;
     let table = format!("{}.{}", c.keyspace, c.table);
     type Shown = (String, String, Option<i32>, Option<String>, Option<String>, Option<String>, String);
     let mut rows = session

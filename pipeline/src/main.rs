@@ -388,7 +388,7 @@ async fn cluster(action: ClusterAction, cluster: Cluster) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         ClusterAction::Down { services } => {
-            let stopped = cluster.down(&services);
+            let stopped = cluster.down(&services)?;
             let names: Vec<&str> = stopped.iter().map(|s| s.name()).collect();
             println!(
                 "cluster down: stopped {}",

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
+use pipeline_core::clients::kafka::client_config;
 use pipeline_core::config::{KafkaConfig, ProducerKafkaConfig};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::ClientConfig;
 
 use crate::audit::{OutboxRow, Published};
 
@@ -41,9 +41,7 @@ pub struct BatchOutcome {
 
 impl Publisher {
     pub fn new(kafka: &KafkaConfig, tuning: &ProducerKafkaConfig) -> Result<Publisher, PublishError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.bootstrap_servers)
-            .set("client.id", "pipeline-producer")
+        let producer: FutureProducer = client_config(kafka, "producer")
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &tuning.compression)

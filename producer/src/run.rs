@@ -81,7 +81,7 @@ pub enum ProducerError {
 
 /// Registers the event schema (idempotent) and sets the subject's compatibility; returns the id.
 pub async fn register_event_schema(config: &Config) -> Result<u32, ProducerError> {
-    let registry = RegistryClient::new(&config.registry.url)?;
+    let registry = RegistryClient::from_config(&config.registry)?;
     let id = registry.register(&config.registry.subject, &event_avro_schema()).await?;
     registry.set_compatibility(&config.registry.subject, &config.registry.compatibility).await?;
     Ok(id)

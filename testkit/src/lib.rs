@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pipeline_core::Config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// The effective configuration (defaults + env), relative paths resolved at the workspace root.
 pub fn config() -> Config {
@@ -42,9 +42,7 @@ where
 
 /// A Cassandra session on the configured contact points.
 pub async fn cassandra(config: &Config) -> scylla::client::session::Session {
-    scylla::client::session_builder::SessionBuilder::new()
-        .known_nodes(&config.cassandra.contact_points)
-        .build()
+    pipeline_core::clients::cassandra::session(&config.cassandra)
         .await
         .expect("Cassandra must be up (pipeline cluster up)")
 }
@@ -58,7 +56,7 @@ pub async fn audit_db(config: &Config) -> tokio_postgres::Client {
 
 /// Creates a topic (already existing is fine).
 pub async fn create_topic(config: &Config, topic: &str, partitions: i32) {
-    pipeline_cluster::service::create_topics(&config.kafka.bootstrap_servers, &[topic], partitions)
+    pipeline_core::clients::kafka::create_topics(&config.kafka, &[topic], partitions)
         .await
         .expect("Kafka must be up (pipeline cluster up)");
 }
@@ -85,14 +83,13 @@ impl Record {
 
 /// Every record of a topic from the beginning up to the high watermarks taken now.
 pub async fn read_topic(config: &Config, topic: &str) -> Vec<Record> {
-    let bootstrap = config.kafka.bootstrap_servers.clone();
+    let kafka = config.kafka.clone();
     let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || read_topic_blocking(&bootstrap, &topic)).await.expect("join")
+    tokio::task::spawn_blocking(move || read_topic_blocking(&kafka, &topic)).await.expect("join")
 }
 
-fn read_topic_blocking(bootstrap: &str, topic: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn read_topic_blocking(kafka: &pipeline_core::config::KafkaConfig, topic: &str) -> Vec<Record> {
+    let consumer: BaseConsumer = pipeline_core::clients::kafka::client_config(kafka, "testkit")
         .set("group.id", unique("testkit"))
         .set("enable.auto.commit", "false")
         .create()

@@ -15,7 +15,7 @@ use pipeline_testkit::{cassandra, config, unique};
 async fn kafka_produce_and_consume_roundtrip() {
     let cfg = config();
     let topic = unique("it_kafka");
-    pipeline_cluster::service::create_topics(&cfg.kafka.bootstrap_servers, &[&topic], 1).await.expect("create topic");
+    pipeline_core::clients::kafka::create_topics(&cfg.kafka, &[&topic], 1).await.expect("create topic");
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &cfg.kafka.bootstrap_servers)

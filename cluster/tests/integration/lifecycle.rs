@@ -17,7 +17,7 @@ struct Teardown<'a>(&'a Cluster);
 
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
-        self.0.down(&[]);
+        let _ = self.0.down(&[]);
         let _ = std::fs::remove_dir_all(&self.0.layout().state);
     }
 }
@@ -53,7 +53,7 @@ async fn up_twice_is_harmless_and_down_leaves_nothing_behind() {
     let pids_again: Vec<_> = services.iter().map(|s| cluster.running(*s).expect("running")).collect();
     assert_eq!(pids, pids_again, "a second up must not restart anything");
 
-    let mut stopped = cluster.down(&[]);
+    let mut stopped = cluster.down(&[]).expect("down");
     stopped.sort();
     assert_eq!(stopped, services.to_vec());
     for record in &pids {
@@ -63,7 +63,7 @@ async fn up_twice_is_harmless_and_down_leaves_nothing_behind() {
     for port in &ports {
         assert!(pipeline_cluster::process::port_is_free(*port), "port {port} still open after down");
     }
-    assert!(cluster.down(&[]).is_empty(), "a second down finds nothing to stop");
+    assert!(cluster.down(&[]).expect("second down").is_empty(), "a second down finds nothing to stop");
 }
 
 #[tokio::test]

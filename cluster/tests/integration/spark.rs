@@ -26,7 +26,7 @@ async fn count(spark: &SparkSession, table: &str) -> i64 {
 
 #[tokio::test]
 async fn spark_connect_runs_sql_on_the_cluster() {
-    pipeline_cluster::service::spark_select_one(&config().spark.connect_url).await.expect("SELECT 1");
+    pipeline_cluster::services::spark_select_one(&config().spark.connect_url).await.expect("SELECT 1");
     let spark = session().await;
     let version = spark.version().await.expect("version");
     assert!(version.starts_with("3.5."), "Spark {version}");
@@ -69,7 +69,7 @@ async fn kafka_batch_read_written_to_cassandra_by_the_connector() {
     let cfg = config();
     let topic = unique("it_k2c");
     let keyspace = unique("it_k2c");
-    pipeline_cluster::service::create_topics(&cfg.kafka.bootstrap_servers, &[&topic], 2).await.expect("topic");
+    pipeline_core::clients::kafka::create_topics(&cfg.kafka, &[&topic], 2).await.expect("topic");
 
     let producer: FutureProducer =
         ClientConfig::new().set("bootstrap.servers", &cfg.kafka.bootstrap_servers).create().expect("producer");

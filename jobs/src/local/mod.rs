@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
 use datafusion::prelude::SessionContext;
+use pipeline_core::clients::kafka::client_config;
 use pipeline_core::model::{decode_avro_fields, UserEvent};
 use pipeline_core::registry::{RegistryClient, RegistryError};
 use pipeline_core::shutdown::CancellationToken;
@@ -27,7 +28,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
 use crate::events::{Event, InputBuilder};
@@ -97,12 +98,10 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
     let run_started = Instant::now();
     let local = &config.local;
     let sink = Arc::new(CassandraSink::connect(&config.cassandra, local).await?);
-    let mut decoder = Decoder::new(RegistryClient::new(&config.registry.url)?).map_err(LocalError::Transform)?;
+    let mut decoder = Decoder::new(RegistryClient::from_config(&config.registry)?).map_err(LocalError::Transform)?;
     let revoked = Arc::new(Revocations::default());
-    let consumer: EngineConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+    let consumer: EngineConsumer = client_config(&config.kafka, "local")
         .set("group.id", &local.group_id)
-        .set("client.id", "pipeline-local")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -110,8 +109,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
         .set("queued.max.messages.kbytes", "32768")
         .create_with_context(EngineContext { revoked: revoked.clone() })?;
     consumer.subscribe(&[&config.kafka.topic])?;
-    let dead_letters: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+    let dead_letters: FutureProducer = client_config(&config.kafka, "local-dead-letters")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .create()?;

@@ -11,7 +11,6 @@ use pipeline_core::config::{CassandraConfig, LocalConfig};
 use pipeline_core::model::{cql_insert, CreatedUserRow, FieldType};
 use pipeline_core::shutdown::CancellationToken;
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue};
 use tokio::sync::Semaphore;
@@ -75,12 +74,9 @@ pub struct CassandraSink {
 
 impl CassandraSink {
     pub async fn connect(cassandra: &CassandraConfig, local: &LocalConfig) -> Result<CassandraSink, SinkError> {
-        let session = SessionBuilder::new()
-            .known_nodes(&cassandra.contact_points)
-            .connection_timeout(Duration::from_secs(5))
-            .build()
+        let session = pipeline_core::clients::cassandra::session(cassandra)
             .await
-            .map_err(|e| SinkError::Connect { nodes: cassandra.contact_points.clone(), reason: e.to_string() })?;
+            .map_err(|e| SinkError::Connect { nodes: e.nodes, reason: e.reason })?;
         let table = format!("{}.{}", cassandra.keyspace, cassandra.table);
         crate::spark::ensure_table_in(&session, cassandra)
             .await

@@ -155,7 +155,7 @@ pub async fn submit(config: &Config) -> Result<Submitted, JobError> {
     let spark = connect(config).await?;
     let running = active_queries(&spark).await?;
     let find = |name: &str| running.iter().find(|q| q.name().as_deref() == Some(name)).cloned();
-    let registry = RegistryClient::new(&config.registry.url)?;
+    let registry = RegistryClient::from_config(&config.registry)?;
     let known = known_schemas(&registry, &config.registry.subject).await?;
     let (schema_id, schema_ids) = (known.latest_id(), known.ids());
     let record = JobRecord::load(config)?;

@@ -113,7 +113,7 @@ pub async fn produce(config: &Config, count: u64, seed: u64) {
 
 /// Every valid event on the topic, decoded with the registry, by id.
 pub async fn events_on_topic(config: &Config) -> HashMap<Uuid, UserEvent> {
-    let registry = pipeline_core::registry::RegistryClient::new(&config.registry.url).expect("registry");
+    let registry = pipeline_core::registry::RegistryClient::from_config(&config.registry).expect("registry");
     let mut out = HashMap::new();
     for r in read_topic(config, &config.kafka.topic).await {
         let Some(value) = r.value else { continue };

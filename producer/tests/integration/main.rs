@@ -21,7 +21,7 @@ pub use pipeline_testkit::audit_db;
 /// Decodes a framed Kafka value with the schema the registry holds for its id.
 pub async fn decode(config: &Config, value: &[u8]) -> pipeline_core::model::UserEvent {
     let (id, payload) = pipeline_core::registry::unframe(value).expect("registry-framed value");
-    let registry = pipeline_core::registry::RegistryClient::new(&config.registry.url).expect("client");
+    let registry = pipeline_core::registry::RegistryClient::from_config(&config.registry).expect("client");
     let text = registry.schema_by_id(id).await.expect("schema id known to the registry");
     let schema = apache_avro::Schema::parse_str(&text).expect("Avro schema");
     let datum = apache_avro::from_avro_datum(&schema, &mut &payload[..], None).expect("Avro datum");

@@ -9,7 +9,7 @@ use serde_json::json;
 async fn an_incompatible_schema_is_refused_with_the_subject_and_reason() {
     let cfg = pipeline_testkit::config();
     let subject = format!("{}-value", unique("it_compat"));
-    let registry = RegistryClient::new(&cfg.registry.url).expect("client");
+    let registry = RegistryClient::from_config(&cfg.registry).expect("client");
     let first = registry.register(&subject, &event_avro_schema()).await.expect("first version");
     registry.set_compatibility(&subject, "BACKWARD").await.expect("BACKWARD");
     assert_eq!(registry.compatibility(&subject).await.expect("read level").as_deref(), Some("BACKWARD"));
