@@ -125,14 +125,11 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
 /// Creates the keyspace and table if absent (CQL derived from the record model).
 pub async fn ensure_table(config: &Config) -> Result<(), JobError> {
     let c = &config.cassandra;
-    let session =
-        scylla::client::session_builder::SessionBuilder::new().known_nodes(&c.contact_points).build().await.map_err(
-            |e| JobError::Cassandra {
-                keyspace: c.keyspace.clone(),
-                table: c.table.clone(),
-                reason: format!("cannot connect to {:?}: {e}", c.contact_points),
-            },
-        )?;
+    let session = pipeline_core::clients::cassandra::session(c).await.map_err(|e| JobError::Cassandra {
+        keyspace: c.keyspace.clone(),
+        table: c.table.clone(),
+        reason: e.to_string(),
+    })?;
     ensure_table_in(&session, c).await
 }
 

@@ -123,8 +123,16 @@ pub struct PartitionOffset {
 /// Reads Spark's progress JSON (one `StreamingQueryProgress`), with lag against `end_offsets`.
 pub fn progress_of(p: &Value, topic: &str, end_offsets: &BTreeMap<i32, i64>) -> Option<BatchProgress> {
     let batch_id = p.get("batchId")?.as_i64()?;
-    let num = |k: &str| p.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let sources = p.get("sources").and_then(Value::as_array).cloned().unwrap_or_default();
+    // A rate is a number, or absent when Spark had none (NaN); the sources' rates add up.
+    let rate = |v: &Value, k: &str| match v.get(k) {
+        Some(Value::String(s)) => s.parse::<f64>().ok(),
+        Some(v) => v.as_f64(),
+        None => None,
+    };
+    let num = |k: &str| {
+        rate(p, k).unwrap_or_else(|| sources.iter().filter_map(|s| rate(s, k)).filter(|r| r.is_finite()).sum())
+    };
     let input_rows = p
         .get("numInputRows")
         .and_then(Value::as_i64)
@@ -169,10 +177,10 @@ pub fn progress_of(p: &Value, topic: &str, end_offsets: &BTreeMap<i32, i64>) -> 
 fn exception_lines(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
-        .take_while(|l| !l.starts_with("JVM stacktrace"))
+        .take_while(|l| !l.starts_with("JVM stacktrace") && !l.starts_with("=== Streaming Query ==="))
         .filter(|l| !l.is_empty())
         .take(6)
-        .map(|l| l.chars().take(500).collect())
+        .map(|l| l.chars().take(1000).collect())
         .collect()
 }
 
@@ -201,6 +209,7 @@ pub(crate) async fn query_status(query: &StreamingQuery, end: Option<(&str, &BTr
     // last_progress() is the newest progress; it panics (caught) before the first batch.
     let q = query.clone();
     if let Ok(p) = guarded("reading query progress", async move { q.last_progress().await }).await {
+        tracing::debug!(query = %out.name, "last progress: {p}");
         let empty = BTreeMap::new();
         let (topic, ends) = end.unwrap_or(("", &empty));
         out.last_batch = progress_of(&p, topic, ends);
@@ -230,13 +239,11 @@ fn handle(spark: &SparkSession, name: &str, id: &str, run_id: &str) -> Streaming
 
 /// The topic's end offsets (high watermarks), from Kafka.
 async fn end_offsets(config: &Config) -> Result<BTreeMap<i32, i64>, String> {
-    let bootstrap = config.kafka.bootstrap_servers.clone();
+    let kafka = config.kafka.clone();
     let topic = config.kafka.topic.clone();
     let read = move || -> Result<BTreeMap<i32, i64>, String> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("socket.timeout.ms", "5000")
+        let consumer: BaseConsumer = pipeline_core::clients::kafka::client_config(&kafka, "job-status")
             .create()
             .map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(5);

@@ -3,5 +3,6 @@
 
 mod local_engine;
 mod oracle;
+mod schema_evolution;
 mod spark_job;
 mod verify;
