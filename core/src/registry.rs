@@ -159,7 +159,8 @@ impl RegistryClient {
     /// Every version of a subject, oldest first: (version, id, schema text).
     pub async fn versions(&self, subject: &str) -> Result<Vec<(u32, u32, Arc<str>)>, RegistryError> {
         let what = format!("versions of `{subject}`");
-        let (status, body) = self.send(&what, self.http.get(format!("{}/subjects/{subject}/versions", self.base))).await?;
+        let (status, body) =
+            self.send(&what, self.http.get(format!("{}/subjects/{subject}/versions", self.base))).await?;
         if status == 404 {
             return Err(RegistryError::UnknownSubject(subject.to_string()));
         }

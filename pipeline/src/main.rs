@@ -296,7 +296,9 @@ async fn submit(follow: bool, config: Config) -> anyhow::Result<ExitCode> {
                 print!("{status}");
             }
         }
-        if let Some(b) = status.queries.iter().find(|q| q.name == config.job.query_name).and_then(|q| q.last_batch.as_ref()) {
+        if let Some(b) =
+            status.queries.iter().find(|q| q.name == config.job.query_name).and_then(|q| q.last_batch.as_ref())
+        {
             if b.batch_id > last_batch {
                 last_batch = b.batch_id;
                 println!("{}", spark::progress_line(b));

@@ -69,7 +69,11 @@ pub struct Submitted {
 }
 
 /// Builds the streaming DataFrames of the job: (valid rows, dead letters).
-async fn build(spark: &SparkSession, config: &Config, known: &KnownSchemas) -> Result<(DataFrame, DataFrame), JobError> {
+async fn build(
+    spark: &SparkSession,
+    config: &Config,
+    known: &KnownSchemas,
+) -> Result<(DataFrame, DataFrame), JobError> {
     let job = &config.job;
     let mut conf = spark.conf();
     guarded("setting the session time zone", async move { conf.set("spark.sql.session.timeZone", "UTC").await })
@@ -85,9 +89,8 @@ async fn build(spark: &SparkSession, config: &Config, known: &KnownSchemas) -> R
     for (key, value) in &job.kafka_options {
         reader = reader.option(key, value);
     }
-    let raw = reader
-        .load(None)
-        .map_err(|e| JobError::Spark { what: "the Kafka source".into(), reason: e.to_string() })?;
+    let raw =
+        reader.load(None).map_err(|e| JobError::Spark { what: "the Kafka source".into(), reason: e.to_string() })?;
     let with_id = raw.select_expr([
         "CAST(key AS STRING) AS kafka_key".to_string(),
         "value AS kafka_value".into(),
@@ -175,7 +178,10 @@ pub async fn submit(config: &Config) -> Result<Submitted, JobError> {
             });
         }
         (Some(one), None) | (None, Some(one)) => {
-            tracing::warn!(query = one.name().unwrap_or_default(), "only one of the job's queries runs: restarting both");
+            tracing::warn!(
+                query = one.name().unwrap_or_default(),
+                "only one of the job's queries runs: restarting both"
+            );
             stop_query(&one).await?;
         }
         (None, None) => {}
@@ -211,7 +217,8 @@ pub async fn submit(config: &Config) -> Result<Submitted, JobError> {
             return Err(e);
         }
     };
-    let recorded = |q: &StreamingQuery| RecordedQuery { name: q.name().unwrap_or_default(), id: q.id(), run_id: q.run_id() };
+    let recorded =
+        |q: &StreamingQuery| RecordedQuery { name: q.name().unwrap_or_default(), id: q.id(), run_id: q.run_id() };
     JobRecord {
         desired: DesiredState::Running,
         changed_at: Utc::now(),

@@ -19,7 +19,9 @@ mod status;
 pub use job::{process_all_available, stop, submit, Submitted};
 pub use record::{DesiredState, JobRecord, RecordedQuery};
 pub use schemas::{known_schemas, KnownSchemas};
-pub use status::{progress_line, progress_of, status, BatchProgress, JobState, JobStatus, PartitionOffset, QueryState, QueryStatus};
+pub use status::{
+    progress_line, progress_of, status, BatchProgress, JobState, JobStatus, PartitionOffset, QueryState, QueryStatus,
+};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -148,4 +150,3 @@ pub async fn ensure_table_in(
     session.await_schema_agreement().await.map_err(|e| err(format!("schema agreement: {e}")))?;
     Ok(())
 }
-

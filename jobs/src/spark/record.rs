@@ -52,9 +52,11 @@ impl JobRecord {
     pub fn load(config: &Config) -> Result<Option<JobRecord>, JobError> {
         let path = Self::path(config);
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| JobError::State { what: "parse", path, reason: e.to_string() }),
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| JobError::State {
+                what: "parse",
+                path,
+                reason: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(JobError::State { what: "read", path, reason: e.to_string() }),
         }

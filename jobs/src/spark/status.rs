@@ -177,8 +177,11 @@ pub fn progress_of(p: &Value, topic: &str, end_offsets: &BTreeMap<i32, i64>) -> 
 fn exception_lines(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
-        .take_while(|l| !l.starts_with("JVM stacktrace") && !l.starts_with("=== Streaming Query ==="))
-        .filter(|l| !l.is_empty())
+        .take_while(|l| {
+            !l.starts_with("JVM stacktrace") && !l.starts_with("=== Streaming Query ===") && !l.starts_with("Driver stacktrace")
+        })
+        // JVM frames say where, not what.
+        .filter(|l| !l.is_empty() && !l.starts_with("at ") && !l.starts_with("..."))
         .take(6)
         .map(|l| l.chars().take(1000).collect())
         .collect()
@@ -204,7 +207,8 @@ pub(crate) async fn query_status(query: &StreamingQuery, end: Option<(&str, &BTr
             return out;
         }
     };
-    out.message = Some(status.status_message.clone()).filter(|m| !m.is_empty());
+    // The message of a terminated query repeats the exception with its stack: first line only.
+    out.message = status.status_message.lines().next().map(|m| m.chars().take(300).collect()).filter(|m: &String| !m.is_empty());
     out.state = if status.is_active { QueryState::Running } else { QueryState::Stopped };
     // last_progress() is the newest progress; it panics (caught) before the first batch.
     let q = query.clone();
@@ -243,9 +247,8 @@ async fn end_offsets(config: &Config) -> Result<BTreeMap<i32, i64>, String> {
     let topic = config.kafka.topic.clone();
     let read = move || -> Result<BTreeMap<i32, i64>, String> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer = pipeline_core::clients::kafka::client_config(&kafka, "job-status")
-            .create()
-            .map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer =
+            pipeline_core::clients::kafka::client_config(&kafka, "job-status").create().map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(5);
         let md = consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| e.to_string())?;
         let mut out = BTreeMap::new();
@@ -433,7 +436,7 @@ mod tests {
 
     #[test]
     fn exception_keeps_the_first_lines_before_the_stack_trace() {
-        let text = "[STREAM_FAILED] boom\n\nError Class:\nSTREAM_FAILED\n\nJVM stacktrace:\nat x";
-        assert_eq!(exception_lines(text), vec!["[STREAM_FAILED] boom", "Error Class:", "STREAM_FAILED"]);
+        let text = "[STREAM_FAILED] boom\n\tat a.b(C.java:1)\nCaused by: x\n\nError Class:\nSTREAM_FAILED\n\nJVM stacktrace:\nat x";
+        assert_eq!(exception_lines(text), vec!["[STREAM_FAILED] boom", "Caused by: x", "Error Class:", "STREAM_FAILED"]);
     }
 }

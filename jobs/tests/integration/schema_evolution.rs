@@ -103,10 +103,8 @@ async fn status_from_another_process_and_a_new_schema_version_picked_up() {
 
     let v1 = apache_avro::Schema::parse(&pipeline_core::model::event_avro_schema()).expect("v1");
     let v1_id = register(&cfg, &pipeline_core::model::event_avro_schema()).await;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &cfg.kafka.bootstrap_servers)
-        .create()
-        .expect("producer");
+    let producer: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &cfg.kafka.bootstrap_servers).create().expect("producer");
     let submitted = spark::submit(&cfg).await.expect("submit");
     assert_eq!(submitted.schema_ids, vec![v1_id]);
 
