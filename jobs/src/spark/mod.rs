@@ -1,10 +1,13 @@
 //! The Spark engine: a Structured Streaming job submitted through Spark Connect.
 //!
-//! Kafka `users_created` -> registry header checked and stripped -> `from_avro` with the
-//! subject's latest schema -> the shared transform ([`crate::transform`]) -> Cassandra through
-//! the spark-cassandra-connector; refused records -> the dead-letter topic with a `reason`
-//! header (a second streaming query). Both queries have their own checkpoint, so a stopped job
-//! resumes where it left off.
+//! Kafka `users_created` -> registry header checked and stripped -> `from_avro`, one branch per
+//! version of the subject registered at submit ([`schemas`]) -> the shared transform
+//! ([`crate::transform`]) -> Cassandra through the spark-cassandra-connector; refused records ->
+//! the dead-letter topic with a `reason` header (a second streaming query). Both queries have
+//! their own checkpoint, so a stopped job resumes where it left off.
+//!
+//! - `job`: build, submit, stop; `record`: the query ids and the user's wish, kept next to the
+//!   checkpoints; `status`: [`JobStatus`] from any process; `schemas`: versions and unknown ids.
 //!
 //! The queries live in a Spark Connect session with a fixed id (`job.session_id`), so that
 //! `submit`, `jobs status` and `jobs stop` run from separate invocations see the same queries.
@@ -13,7 +16,7 @@
 
 mod job;
 mod record;
-mod schemas;
+pub mod schemas;
 mod status;
 
 pub use job::{process_all_available, stop, submit, Submitted};

@@ -178,7 +178,9 @@ fn exception_lines(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .take_while(|l| {
-            !l.starts_with("JVM stacktrace") && !l.starts_with("=== Streaming Query ===") && !l.starts_with("Driver stacktrace")
+            !l.starts_with("JVM stacktrace")
+                && !l.starts_with("=== Streaming Query ===")
+                && !l.starts_with("Driver stacktrace")
         })
         // JVM frames say where, not what.
         .filter(|l| !l.is_empty() && !l.starts_with("at ") && !l.starts_with("..."))
@@ -208,7 +210,8 @@ pub(crate) async fn query_status(query: &StreamingQuery, end: Option<(&str, &BTr
         }
     };
     // The message of a terminated query repeats the exception with its stack: first line only.
-    out.message = status.status_message.lines().next().map(|m| m.chars().take(300).collect()).filter(|m: &String| !m.is_empty());
+    out.message =
+        status.status_message.lines().next().map(|m| m.chars().take(300).collect()).filter(|m: &String| !m.is_empty());
     out.state = if status.is_active { QueryState::Running } else { QueryState::Stopped };
     // last_progress() is the newest progress; it panics (caught) before the first batch.
     let q = query.clone();
@@ -437,6 +440,9 @@ mod tests {
     #[test]
     fn exception_keeps_the_first_lines_before_the_stack_trace() {
         let text = "[STREAM_FAILED] boom\n\tat a.b(C.java:1)\nCaused by: x\n\nError Class:\nSTREAM_FAILED\n\nJVM stacktrace:\nat x";
-        assert_eq!(exception_lines(text), vec!["[STREAM_FAILED] boom", "Caused by: x", "Error Class:", "STREAM_FAILED"]);
+        assert_eq!(
+            exception_lines(text),
+            vec!["[STREAM_FAILED] boom", "Caused by: x", "Error Class:", "STREAM_FAILED"]
+        );
     }
 }
