@@ -156,6 +156,47 @@ impl RegistryClient {
         Ok((id, text))
     }
 
+    /// Every version of a subject, oldest first: (version, id, schema text).
+    pub async fn versions(&self, subject: &str) -> Result<Vec<(u32, u32, Arc<str>)>, RegistryError> {
+        let what = format!("versions of `{subject}`");
+        let (status, body) =
+            self.send(&what, self.http.get(format!("{}/subjects/{subject}/versions", self.base))).await?;
+        if status == 404 {
+            return Err(RegistryError::UnknownSubject(subject.to_string()));
+        }
+        let numbers: Vec<u32> = body
+            .as_array()
+            .ok_or_else(|| RegistryError::Protocol { what: what.clone(), detail: body.to_string() })?
+            .iter()
+            .filter_map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
+            .collect();
+        let mut out = Vec::with_capacity(numbers.len());
+        for version in numbers {
+            let what = format!("version {version} of `{subject}`");
+            let url = format!("{}/subjects/{subject}/versions/{version}", self.base);
+            let (status, body) = self.send(&what, self.http.get(url)).await?;
+            if status == 404 {
+                continue; // deleted between the two calls
+            }
+            let id = body_id(&body)
+                .ok_or_else(|| RegistryError::Protocol { what: what.clone(), detail: body.to_string() })?;
+            let text = schema_text(&body, what)?;
+            self.remember(id, text.clone());
+            out.push((version, id, text));
+        }
+        out.sort_by_key(|(version, _, _)| *version);
+        Ok(out)
+    }
+
+    /// True when the registry has a schema under `id`.
+    pub async fn has_id(&self, id: u32) -> Result<bool, RegistryError> {
+        match self.schema_by_id(id).await {
+            Ok(_) => Ok(true),
+            Err(RegistryError::UnknownId(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn remember(&self, id: u32, text: Arc<str>) {
         if let Ok(mut m) = self.by_id.lock() {
             m.insert(id, text);

@@ -14,22 +14,45 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::{self, Shared, SparkQueryView, SparkView};
 
-/// The job's queries now.
+/// The job's queries now, from the same status `pipeline jobs status --json` prints.
 pub async fn queries(config: &Config) -> Result<Vec<SparkQueryView>, String> {
-    let infos = tokio::time::timeout(Duration::from_secs(10), pipeline_jobs::spark::status(config))
+    let status = tokio::time::timeout(Duration::from_secs(10), pipeline_jobs::spark::status(config))
         .await
-        .map_err(|_| "Spark Connect did not answer within 10 s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "Spark Connect did not answer within 10 s".to_string())?;
+    if status.queries.is_empty() {
+        if let Some(e) = &status.error {
+            return Err(e.clone());
+        }
+    }
     let checkpoints =
         std::path::absolute(&config.job.checkpoint_dir).unwrap_or_else(|_| config.job.checkpoint_dir.clone());
-    Ok(infos
+    Ok(status
+        .queries
         .into_iter()
         .map(|q| {
-            let mut view = from_progress(&q.name, q.last_progress.as_ref());
-            view.id = q.id;
-            view.run_id = q.run_id;
-            view.active = q.active;
-            view.status = q.status.map(|s| s.as_str().map(str::to_string).unwrap_or_else(|| s.to_string()));
+            let batch = q.last_batch.as_ref();
+            let mut view = SparkQueryView {
+                name: q.name.clone(),
+                id: q.id.clone().unwrap_or_default(),
+                run_id: q.run_id.clone().unwrap_or_default(),
+                active: q.state == pipeline_jobs::spark::QueryState::Running,
+                batch_id: batch.map(|b| b.batch_id),
+                input_rows_per_sec: batch.map(|b| b.input_rows_per_second).unwrap_or(0.0),
+                processed_rows_per_sec: batch.map(|b| b.processed_rows_per_second).unwrap_or(0.0),
+                batch_duration_ms: batch.map(|b| b.duration_ms),
+                num_input_rows: batch.map(|b| b.input_rows),
+                timestamp: batch.and_then(|b| b.timestamp.clone()),
+                end_offsets: batch
+                    .map(|b| b.partitions.iter().map(|p| (p.partition, p.offset)).collect())
+                    .unwrap_or_default(),
+                checkpoint_batch: None,
+                checkpoint_offsets: BTreeMap::new(),
+                status: Some(format!("{:?}", q.state).to_lowercase()).map(|s| match &q.message {
+                    Some(m) => format!("{s}: {m}"),
+                    None => s,
+                }),
+                last_error: (!q.exception.is_empty()).then(|| q.exception.join("\n")),
+            };
             if let Some((batch, offsets)) = checkpoint(&checkpoints.join(&view.name)) {
                 view.checkpoint_batch = Some(batch);
                 view.checkpoint_offsets = offsets;

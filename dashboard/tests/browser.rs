@@ -157,8 +157,11 @@ fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
 
 /// The Spark job on the shared topic: submitted if it is not running (it is left running).
 fn ensure_spark_job(f: &Fixture) {
-    let queries = f.rt.block_on(pipeline_jobs::spark::status(&f.config)).expect("Spark Connect answers");
-    let running = queries.iter().any(|q| q.name == f.config.job.query_name && q.active);
+    let status = f.rt.block_on(pipeline_jobs::spark::status(&f.config));
+    let running = status
+        .queries
+        .iter()
+        .any(|q| q.name == f.config.job.query_name && q.state == pipeline_jobs::spark::QueryState::Running);
     if !running {
         f.rt.block_on(pipeline_jobs::spark::submit(&f.config)).expect("the Spark job starts");
     }
@@ -227,12 +230,11 @@ fn produced_users_flow_through_the_page_live() {
     let batch = wait_for("the page's batch id to equal `jobs status`", Duration::from_secs(60), || {
         let truth =
             f.rt.block_on(pipeline_jobs::spark::status(&f.config))
-                .ok()?
+                .queries
                 .into_iter()
                 .find(|q| q.name == query)?
-                .last_progress?
-                .get("batchId")?
-                .as_i64()?;
+                .last_batch?
+                .batch_id;
         (f.number(&batch_hook)? == truth).then_some(truth)
     });
     println!("Spark batch id {batch} on the page and in jobs status");

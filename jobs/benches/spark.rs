@@ -102,10 +102,10 @@ async fn main() {
     let secs = t.elapsed().as_secs_f64();
     let best = spark::status(&cfg)
         .await
-        .expect("status")
+        .queries
         .into_iter()
         .filter(|q| q.name == cfg.job.query_name)
-        .filter_map(|q| q.last_progress?.get("processedRowsPerSecond")?.as_f64())
+        .filter_map(|q| Some(q.last_batch?.processed_rows_per_second))
         .fold(0.0, f64::max);
     spark::stop(&cfg).await.expect("stop");
 

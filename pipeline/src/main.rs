@@ -119,8 +119,15 @@ enum ClusterAction {
 
 #[derive(Subcommand)]
 enum JobsAction {
-    /// Each running query: state and last progress (rows/s, batch time, offsets).
-    Status,
+    /// Each query: state, latest batch (rows/s, batch time, offsets against the topic's end),
+    /// or the exception that terminated it. Exit code: 0 running, 3 degraded or failed,
+    /// 4 not submitted or stopped.
+    Status {
+        /// Print the status as JSON (`pipeline_jobs::spark::JobStatus`, documented in
+        /// docs/ARCHITECTURE.md) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop the job's queries gracefully (a later submit resumes from the checkpoint).
     Stop,
 }
@@ -303,15 +310,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Jobs { action: JobsAction::Status } => {
-            let queries = spark::status(&config).await?;
-            if queries.is_empty() {
-                println!("no query running (start one with `pipeline submit`)");
+        Command::Jobs { action: JobsAction::Status { json } } => {
+            let status = spark::status(&config).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status).context("cannot render the status")?);
+            } else {
+                print!("{status}");
+                if status.state == spark::JobState::NotSubmitted {
+                    println!("not submitted (start it with `pipeline submit`)");
+                }
             }
-            for q in &queries {
-                print_query(q);
-            }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(status.exit_code))
         }
         Command::Jobs { action: JobsAction::Stop } => {
             let stopped = spark::stop(&config).await?;
@@ -325,10 +334,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_query(q: &spark::QueryInfo) {
-    println!("{} {} id={} run={}", if q.active { "RUNNING" } else { "STOPPED" }, q.name, q.id, q.run_id);
-    match &q.last_progress {
-        Some(p) => println!("  last batch: {}", spark::progress_line(p)),
+fn print_query(q: &spark::QueryStatus) {
+    let state = if q.state == spark::QueryState::Running { "RUNNING" } else { "NOT RUNNING" };
+    println!("{state} {} id={} run={}", q.name, q.id.as_deref().unwrap_or("-"), q.run_id.as_deref().unwrap_or("-"));
+    match &q.last_batch {
+        Some(b) => println!("  last batch: {}", spark::progress_line(b)),
         None => println!("  no batch completed yet"),
     }
 }
@@ -338,7 +348,10 @@ async fn submit(follow: bool, config: Config) -> anyhow::Result<ExitCode> {
     if submitted.already_running {
         println!("the job is already running; nothing started");
     } else {
-        println!("submitted with schema id {} of {}", submitted.schema_id, config.registry.subject);
+        println!(
+            "submitted, decoding schema ids {:?} of {} (newest {})",
+            submitted.schema_ids, config.registry.subject, submitted.schema_id
+        );
     }
     print_query(&submitted.query);
     print_query(&submitted.dead_letter);
@@ -351,12 +364,22 @@ async fn submit(follow: bool, config: Config) -> anyhow::Result<ExitCode> {
     println!("following progress; Ctrl-C stops following, the job keeps running");
     let shutdown = pipeline_core::shutdown::on_signals();
     let mut last_batch = -1;
+    let mut last_state = None;
     while !shutdown.is_cancelled() {
-        for q in spark::status(&config).await? {
-            let batch = q.last_progress.as_ref().and_then(|p| p.get("batchId")?.as_i64()).unwrap_or(-1);
-            if q.name == config.job.query_name && batch > last_batch {
-                last_batch = batch;
-                println!("{}", spark::progress_line(q.last_progress.as_ref().unwrap_or(&serde_json::Value::Null)));
+        let status = spark::status(&config).await;
+        if last_state != Some(status.state) {
+            last_state = Some(status.state);
+            if status.state != spark::JobState::Running {
+                // Degraded, failed, stopped elsewhere: say so once, with the reasons.
+                print!("{status}");
+            }
+        }
+        if let Some(b) =
+            status.queries.iter().find(|q| q.name == config.job.query_name).and_then(|q| q.last_batch.as_ref())
+        {
+            if b.batch_id > last_batch {
+                last_batch = b.batch_id;
+                println!("{}", spark::progress_line(b));
             }
         }
         tokio::select! {

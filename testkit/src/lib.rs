@@ -159,6 +159,11 @@ pub fn pipeline_env(config: &Config) -> Vec<(&'static str, String)> {
         ("PIPELINE__CASSANDRA__KEYSPACE", config.cassandra.keyspace.clone()),
         ("PIPELINE__CASSANDRA__TABLE", config.cassandra.table.clone()),
         ("PIPELINE__LOCAL__GROUP_ID", config.local.group_id.clone()),
+        ("PIPELINE__JOB__QUERY_NAME", config.job.query_name.clone()),
+        ("PIPELINE__JOB__DEAD_LETTER_QUERY_NAME", config.job.dead_letter_query_name.clone()),
+        ("PIPELINE__JOB__CHECKPOINT_DIR", config.job.checkpoint_dir.to_string_lossy().into_owned()),
+        ("PIPELINE__JOB__SESSION_ID", config.job.session_id.to_string()),
+        ("PIPELINE__JOB__TRIGGER_INTERVAL", config.job.trigger_interval.to_string()),
         // Several engines may run at once in tests: let each pick a free metrics port.
         ("PIPELINE__LOCAL__METRICS_ADDR", "127.0.0.1:0".into()),
         ("RUST_LOG", "warn".into()),

@@ -140,8 +140,9 @@ impl Spec for Connect {
             "org.apache.spark.deploy.SparkSubmit".into(),
             "--class".into(),
             "org.apache.spark.sql.connect.service.SparkConnectServer".into(),
+            // The application's name in the master UI: the pipeline it serves, not the server.
             "--name".into(),
-            "Spark Connect server".into(),
+            app_name(cfg),
             "--master".into(),
             cfg.spark.master_url.clone(),
             "--driver-memory".into(),
@@ -224,4 +225,10 @@ pub async fn spark_select_one(config: &Config) -> Result<(), String> {
     tokio::time::timeout(Duration::from_secs(20), probe)
         .await
         .map_err(|_| "Spark Connect did not answer within 20 s".to_string())?
+}
+
+/// The Spark application's name (`spark.app.name` of the Connect server, shown by the master
+/// UI): the pipeline it runs, e.g. `pipeline users_created -> pipeline.created_users (Spark Connect)`.
+pub fn app_name(cfg: &pipeline_core::Config) -> String {
+    format!("pipeline {} -> {}.{} (Spark Connect)", cfg.kafka.topic, cfg.cassandra.keyspace, cfg.cassandra.table)
 }

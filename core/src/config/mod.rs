@@ -276,6 +276,9 @@ pub struct JobConfig {
     pub trigger_interval: Interval,
     pub spark_kafka_bootstrap_servers: String,
     pub session_id: uuid::Uuid,
+    /// Extra options of the Kafka source (`kafka.*` consumer settings), see conf/default.toml.
+    #[serde(default)]
+    pub kafka_options: BTreeMap<String, String>,
 }
 
 impl JobConfig {

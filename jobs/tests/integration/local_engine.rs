@@ -95,9 +95,7 @@ async fn spark_and_datafusion_write_identical_rows() {
     let waited = tokio::time::timeout(WAIT, wait_for_rows(&spark_cfg, n, WAIT)).await;
     if waited.is_err() {
         // Say why before failing: the queries' progress and the dead letters.
-        for q in spark::status(&spark_cfg).await.unwrap_or_default() {
-            eprintln!("{} active={} progress={:?}", q.name, q.active, q.last_progress);
-        }
+        eprint!("{}", spark::status(&spark_cfg).await);
         let dlq = pipeline_testkit::read_topic(&spark_cfg, &spark_cfg.kafka.dead_letter_topic).await;
         eprintln!("dead letters: {:?}", dlq.iter().map(|r| r.header("reason").map(String::from)).collect::<Vec<_>>());
         panic!("the Spark job did not write {n} rows within {WAIT:?}");

@@ -5,5 +5,6 @@
 mod dlq;
 mod local_engine;
 mod oracle;
+mod schema_evolution;
 mod spark_job;
 mod verify;

@@ -54,7 +54,9 @@ async fn spark_job_end_to_end_with_dead_letters_and_resume() {
     // Stop, produce 500 more, resubmit: resumes from the checkpoint.
     let stopped = spark::stop(&cfg).await.expect("stop");
     assert_eq!(stopped.len(), 2);
-    assert!(spark::status(&cfg).await.expect("status").is_empty());
+    let status = spark::status(&cfg).await;
+    assert_eq!(status.state, spark::JobState::Stopped, "{status}");
+    assert!(status.queries.iter().all(|q| q.state == spark::QueryState::Stopped), "{status}");
     produce(&cfg, 500, rand::random::<u64>() | 1).await;
     let resumed = spark::submit(&cfg).await.expect("resubmit");
     assert_eq!(resumed.query.id, submitted.query.id, "the checkpoint keeps the query id");
