@@ -12,6 +12,9 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod airflow;
+pub use airflow::{AirflowConfig, OnJobStopped};
+
 /// The documented defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../../conf/default.toml");
 
@@ -30,6 +33,7 @@ pub struct Config {
     pub producer: ProducerConfig,
     pub job: JobConfig,
     pub local: LocalConfig,
+    pub airflow: AirflowConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -369,6 +373,9 @@ impl Config {
         port("spark.master_ui_port", Some(self.spark.master_ui_port));
         port("spark.worker_ui_port", Some(self.spark.worker_ui_port));
         port("spark.app_ui_port", Some(self.spark.app_ui_port));
+        port("airflow.port", Some(self.airflow.port));
+        port("airflow.log_server_port", Some(self.airflow.log_server_port));
+        self.airflow.validate(&mut errors);
 
         for (p, keys) in &ports {
             if keys.len() > 1 {
