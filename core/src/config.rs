@@ -272,6 +272,7 @@ impl Config {
             &mut self.cluster.artifacts_dir,
             &mut self.postgres.password_file,
             &mut self.job.checkpoint_dir,
+            &mut self.airflow.dags_folder,
         ] {
             *path = root.join(&*path);
         }
@@ -374,7 +375,6 @@ impl Config {
         port("spark.worker_ui_port", Some(self.spark.worker_ui_port));
         port("spark.app_ui_port", Some(self.spark.app_ui_port));
         port("airflow.port", Some(self.airflow.port));
-        port("airflow.log_server_port", Some(self.airflow.log_server_port));
         self.airflow.validate(&mut errors);
 
         for (p, keys) in &ports {

@@ -1,6 +1,8 @@
 //! The `[airflow]` section: Airflow schedules and watches the pipeline (its DAGs call the
 //! `pipeline` binary). The launcher runs its api-server, scheduler and dag-processor.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -10,8 +12,8 @@ pub struct AirflowConfig {
     pub enabled: bool,
     /// Port of the API server and UI on 127.0.0.1.
     pub port: u16,
-    /// Port of the scheduler's log server (task logs for the UI), on 127.0.0.1.
-    pub log_server_port: u16,
+    /// The DAG folder Airflow parses.
+    pub dags_folder: PathBuf,
     /// Task slots of the LocalExecutor (one worker process, ~150 MB, per slot).
     pub parallelism: u32,
     /// Database of Airflow's metadata in the project's PostgreSQL (owned by `postgres.user`).
