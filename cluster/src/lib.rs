@@ -133,6 +133,13 @@ impl Cluster {
         self.layout()
             .write_service_files()
             .map_err(|source| ClusterError::ServiceFiles { path: self.layout().state.join("conf"), source })?;
+        let enabled: Vec<Service>;
+        let requested = if requested.is_empty() {
+            enabled = Service::ALL.into_iter().filter(|s| s.enabled(self.config())).collect();
+            &enabled
+        } else {
+            requested
+        };
         let wanted = Self::with_dependencies(requested);
         // Chains: a service follows its dependency; independent chains start concurrently.
         let chains: Vec<Vec<Service>> = wanted
@@ -320,7 +327,7 @@ impl Cluster {
 
     /// Health of every service.
     pub async fn status(&self) -> Vec<ServiceStatus> {
-        join_all(Service::ALL.iter().map(|&service| async move {
+        join_all(Service::ALL.iter().filter(|s| s.enabled(self.config())).map(|&service| async move {
             let record = self.running(service);
             let probe = match record {
                 Some(_) => tokio::time::timeout(Duration::from_secs(25), self.ctx.probe(service))

@@ -396,7 +396,7 @@ async fn cluster(action: ClusterAction, cluster: Cluster) -> anyhow::Result<Exit
 /// Prints the status table; true when every service is healthy.
 async fn print_status(cluster: &Cluster) -> bool {
     let rows = cluster.status().await;
-    println!("{:<14} {:>8} {:<14} {:<8} {:>8}  UI / DETAIL", "SERVICE", "PID", "PORTS", "HEALTHY", "RSS MiB");
+    println!("{:<21} {:>8} {:<14} {:<8} {:>8}  UI / DETAIL", "SERVICE", "PID", "PORTS", "HEALTHY", "RSS MiB");
     let mut total = 0;
     for r in &rows {
         total += r.rss_mib;
@@ -404,7 +404,7 @@ async fn print_status(cluster: &Cluster) -> bool {
         let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         let extra = if r.healthy { r.ui.clone().unwrap_or_default() } else { r.detail.clone() };
         println!(
-            "{:<14} {:>8} {:<14} {:<8} {:>8}  {}",
+            "{:<21} {:>8} {:<14} {:<8} {:>8}  {}",
             r.service.name(),
             pid,
             ports,
@@ -413,6 +413,15 @@ async fn print_status(cluster: &Cluster) -> bool {
             extra
         );
     }
-    println!("{:<14} {:>8} {:<14} {:<8} {:>8}", "total", "", "", "", total);
+    println!("{:<21} {:>8} {:<14} {:<8} {:>8}", "total", "", "", "", total);
+    if rows.iter().any(|r| r.service == Service::AirflowApi) {
+        let passwords = cluster.layout().state.join(pipeline_cluster::services::airflow::PASSWORDS_FILE);
+        println!(
+            "Airflow UI {}: user {}, password in {}",
+            pipeline_cluster::services::airflow::base_url(cluster.config()),
+            pipeline_cluster::services::airflow::ADMIN_USER,
+            passwords.display()
+        );
+    }
     rows.iter().all(|r| r.healthy)
 }

@@ -5,6 +5,7 @@
 //! Readiness is always checked by protocol (a Kafka metadata request, a CQL query, an HTTP
 //! call, a SQL query through Spark Connect, `SELECT 1` on PostgreSQL), never by sleeping.
 
+pub mod airflow;
 mod cassandra;
 mod common;
 mod kafka;
@@ -35,6 +36,9 @@ pub enum Service {
     SparkMaster,
     SparkWorker,
     SparkConnect,
+    AirflowApi,
+    AirflowScheduler,
+    AirflowDagProcessor,
 }
 
 /// What each service module provides. The launcher (`Cluster`) only talks to this.
@@ -82,7 +86,7 @@ impl std::str::FromStr for Service {
 
 impl Service {
     /// Every service, in start order.
-    pub const ALL: [Service; 7] = [
+    pub const ALL: [Service; 10] = [
         Service::Postgres,
         Service::Kafka,
         Service::Registry,
@@ -90,6 +94,9 @@ impl Service {
         Service::SparkMaster,
         Service::SparkWorker,
         Service::SparkConnect,
+        Service::AirflowApi,
+        Service::AirflowScheduler,
+        Service::AirflowDagProcessor,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +108,9 @@ impl Service {
             Service::SparkMaster => "spark-master",
             Service::SparkWorker => "spark-worker",
             Service::SparkConnect => "spark-connect",
+            Service::AirflowApi => "airflow-api",
+            Service::AirflowScheduler => "airflow-scheduler",
+            Service::AirflowDagProcessor => "airflow-dag-processor",
         }
     }
 
@@ -109,7 +119,19 @@ impl Service {
         match self {
             Service::SparkWorker => Some(Service::SparkMaster),
             Service::SparkConnect => Some(Service::SparkWorker),
+            Service::AirflowApi => Some(Service::Postgres),
+            Service::AirflowScheduler => Some(Service::AirflowApi),
+            Service::AirflowDagProcessor => Some(Service::AirflowScheduler),
             _ => None,
+        }
+    }
+
+    /// Whether `cluster up` without names starts it and `cluster status` shows it
+    /// (`airflow.enabled` switches the Airflow services off).
+    pub fn enabled(self, config: &Config) -> bool {
+        match self {
+            Service::AirflowApi | Service::AirflowScheduler | Service::AirflowDagProcessor => config.airflow.enabled,
+            _ => true,
         }
     }
 
@@ -123,6 +145,9 @@ impl Service {
             Service::SparkMaster => &spark::Master,
             Service::SparkWorker => &spark::Worker,
             Service::SparkConnect => &spark::Connect,
+            Service::AirflowApi => &airflow::Api,
+            Service::AirflowScheduler => &airflow::Scheduler,
+            Service::AirflowDagProcessor => &airflow::DagProcessor,
         }
     }
 
@@ -224,5 +249,6 @@ mod tests {
         assert_eq!(Service::SparkMaster.ports(&c), vec![7077, 8083]);
         assert_eq!(Service::SparkWorker.ports(&c), vec![8084]);
         assert_eq!(Service::SparkConnect.ports(&c), vec![15002, 4040]);
+        assert_eq!(Service::AirflowApi.ports(&c), vec![8082]);
     }
 }

@@ -43,9 +43,4 @@ impl AirflowConfig {
             errors.push(format!("airflow.database `{}` must be a lower-case SQL identifier", self.database));
         }
     }
-
-    /// The UI and API address.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
 }
