@@ -144,7 +144,7 @@ pub fn cli(ctx: &Ctx) -> Result<Launch, ServiceError> {
     let cfg = &ctx.config;
     let layout = &ctx.layout;
     let secrets = layout.state.join("secrets");
-    let jwt = read_or_create_secret(&secrets.join("airflow-jwt.secret"))?;
+    let jwt = read_or_create_jwt_secret(&secrets.join("airflow-jwt.secret"))?;
     let fernet = read_or_create_fernet_key(&secrets.join("airflow-fernet.key"))?;
     let pg = &cfg.postgres;
     let password = match &pg.password {
@@ -174,6 +174,9 @@ pub fn cli(ctx: &Ctx) -> Result<Launch, ServiceError> {
         ("AIRFLOW__API__BASE_URL", url.clone()),
         ("AIRFLOW__API__WORKERS", "1".into()),
         ("AIRFLOW__API_AUTH__JWT_SECRET", jwt),
+        // A task's calls to the execution API wait this long (default 5 s, too short on a busy
+        // 2-core machine: the task is killed when its start call times out).
+        ("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "60".into()),
         // New DAG files show up within 30 s (default 5 minutes).
         ("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30".into()),
         ("AIRFLOW__LOGGING__BASE_LOG_FOLDER", arg(layout.state.join("logs/airflow"))),
@@ -203,6 +206,17 @@ async fn component_healthy(config: &Config, component: &str) -> Result<(), Servi
         Some("healthy") => Ok(()),
         other => Err(ServiceError::probe(format!("{url}: {component} is {}", other.unwrap_or("not reported")))),
     }
+}
+
+/// The JWT secret: 64 characters (HS512 wants at least 64 bytes), generated once.
+fn read_or_create_jwt_secret(path: &Path) -> Result<String, ServiceError> {
+    use rand::distr::{Alphanumeric, SampleString};
+    if path.exists() {
+        return read_or_create_secret(path);
+    }
+    let secret = Alphanumeric.sample_string(&mut rand::rng(), 64);
+    super::common::write_secret(path, &secret)?;
+    Ok(secret)
 }
 
 /// A Fernet key (32 random bytes, URL-safe base64), generated once like the other secrets.

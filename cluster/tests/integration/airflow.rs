@@ -200,7 +200,8 @@ async fn ingest_dag_audits_200_users_that_land_in_cassandra() {
     assert_eq!(submit.code, 0, "pipeline submit:\n{}", submit.output);
 
     let before = audited(&config).await;
-    let test = airflow_cli(&config, &["dags", "test", INGEST, "--conf", r#"{"source": "synthetic", "count": 200}"#]).await;
+    let test =
+        airflow_cli(&config, &["dags", "test", INGEST, "--conf", r#"{"source": "synthetic", "count": 200}"#]).await;
     assert_eq!(test.code, 0, "airflow dags test {INGEST} failed:\n{}", test.output);
     assert!(test.output.contains("audited 200"), "the producer's summary is missing:\n{}", test.output);
     let after = audited(&config).await;
@@ -239,8 +240,10 @@ async fn health_dag_passes_then_fails_or_restarts_a_stopped_job() {
     assert!(job_running().await, "the health DAG did not bring the job back");
 }
 
+/// The scheduler and the UI together (unpausing is shared state): two scheduled runs within
+/// 150 s, then the browser sees them.
 #[tokio::test]
-async fn the_scheduler_runs_the_unpaused_ingest_dag_every_minute() {
+async fn the_scheduler_runs_the_unpaused_ingest_dag_and_the_ui_shows_it() {
     let config = config();
     let api = Api::login(&config).await;
     // Scheduled runs use the DAG's defaults: the synthetic source here (no internet), 50 users.
@@ -279,4 +282,5 @@ async fn the_scheduler_runs_the_unpaused_ingest_dag_every_minute() {
     let n = waited.expect("fewer than 2 successful scheduled runs of users_created_ingest within 150 s");
     let after = audited(&config).await;
     assert!(after - before >= 100, "{n} scheduled runs, but audited users went from {before} to {after} (< 2 x 50)");
+    crate::airflow_ui::dag_list_shows_both_dags_and_a_success(&config).await;
 }

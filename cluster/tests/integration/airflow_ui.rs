@@ -1,6 +1,7 @@
-//! The Airflow UI in a real browser (Debian's chromium-headless-shell, `make deps`): log in with
-//! the generated admin password, the DAG list shows both DAGs and a successful run. The page is
-//! saved to docs/img/airflow.png (the README shows it).
+//! The Airflow UI in a real browser (Debian's chromium-headless-shell, `make deps`), driven by
+//! the scheduler test in `airflow.rs`: log in with the generated admin password, the DAG list
+//! shows both DAGs and a successful run. The page is saved to docs/img/airflow.png (the README
+//! shows it).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,9 +9,9 @@ use std::time::{Duration, Instant};
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use pipeline_cluster::services::airflow;
-use serde_json::json;
+use pipeline_core::Config;
 
-use crate::airflow::{admin_password, config, Api};
+use crate::airflow::admin_password;
 
 const BROWSER: &str = "/usr/bin/chromium-headless-shell";
 
@@ -34,33 +35,16 @@ fn wait_for_text(tab: &Tab, words: &[&str], timeout: Duration) -> Result<String,
     Err(format!("after {timeout:?} the page lacks some of {words:?}; it shows:\n{text}"))
 }
 
-#[tokio::test]
-async fn the_ui_logs_in_and_lists_both_dags_with_a_successful_run() {
-    let config = config();
-    // A successful run to show: one small synthetic ingest through the scheduler.
-    let api = Api::login(&config).await;
-    let (status, run) = api
-        .call(
-            reqwest::Method::POST,
-            "/dags/users_created_ingest/dagRuns",
-            Some(json!({"logical_date": null, "conf": {"source": "synthetic", "count": 10}})),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "trigger failed: HTTP {status} {run}");
-    let run_id = run["dag_run_id"].as_str().expect("dag_run_id").to_string();
-    pipeline_testkit::eventually("the triggered ingest run to succeed", Duration::from_secs(180), || async {
-        let (_, r) = api.call(reqwest::Method::GET, &format!("/dags/users_created_ingest/dagRuns/{run_id}"), None).await;
-        assert_ne!(r["state"], "failed", "the triggered run failed: {r}");
-        (r["state"] == "success").then_some(())
-    })
-    .await;
-
-    let base = airflow::base_url(&config);
-    let password = admin_password(&config);
+/// Logs in to the UI with the generated password; the DAG list must show both DAGs and a
+/// successful run (the caller made one). Saves the screenshot.
+pub(crate) async fn dag_list_shows_both_dags_and_a_success(config: &Config) {
+    let base = airflow::base_url(config);
+    let password = admin_password(config);
     let shot = screenshot_path();
-    tokio::task::spawn_blocking(move || browse(&base, &password, &shot)).await.expect("browser thread").unwrap_or_else(
-        |e| panic!("{e}"),
-    );
+    tokio::task::spawn_blocking(move || browse(&base, &password, &shot))
+        .await
+        .expect("browser thread")
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn browse(base: &str, password: &str, shot: &Path) -> Result<(), String> {
@@ -75,7 +59,10 @@ fn browse(base: &str, password: &str, shot: &Path) -> Result<(), String> {
     let tab = browser.new_tab().map_err(|e| e.to_string())?;
     tab.set_default_timeout(Duration::from_secs(60));
     tab.navigate_to(&format!("{base}/")).map_err(|e| e.to_string())?;
-    tab.wait_for_element("input[name=username]").map_err(|e| format!("no login form: {e}"))?.click().map_err(|e| e.to_string())?;
+    tab.wait_for_element("input[name=username]")
+        .map_err(|e| format!("no login form: {e}"))?
+        .click()
+        .map_err(|e| e.to_string())?;
     tab.type_str(airflow::ADMIN_USER).map_err(|e| e.to_string())?;
     tab.wait_for_element("input[name=password]").map_err(|e| e.to_string())?.click().map_err(|e| e.to_string())?;
     tab.type_str(password).map_err(|e| e.to_string())?;
@@ -106,7 +93,11 @@ fn browse(base: &str, password: &str, shot: &Path) -> Result<(), String> {
     std::fs::write(shot, png).map_err(|e| format!("cannot write {}: {e}", shot.display()))?;
     if !success {
         let html = tab.get_content().unwrap_or_default();
-        return Err(format!("the DAG list shows no successful run (screenshot in {}):\n{}", shot.display(), &html[..html.len().min(3000)]));
+        return Err(format!(
+            "the DAG list shows no successful run (screenshot in {}):\n{}",
+            shot.display(),
+            &html[..html.len().min(3000)]
+        ));
     }
     Ok(())
 }

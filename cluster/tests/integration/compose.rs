@@ -291,8 +291,8 @@ fn port_problems(doc: &Value, config: &Config) -> Vec<String> {
 }
 
 /// A service on the host's network publishes nothing (Docker ignores `ports` there): it binds
-/// the launcher's ports itself, so its `*__HOST` settings must be 127.0.0.1 and its `*__PORT`
-/// settings exactly the launcher's ports.
+/// the launcher's ports itself, so its `*__HOST` settings must be 127.0.0.1 and, when it
+/// listens, its `*__PORT` settings exactly the launcher's ports.
 fn host_network_problems(name: &str, svc: &Value, published: &[Value], config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     if !published.is_empty() {
@@ -316,11 +316,15 @@ fn host_network_problems(name: &str, svc: &Value, published: &[Value], config: &
         })
         .collect();
     ports.sort_unstable();
+    // Services that share one environment see the listener's port too: only a service that
+    // listens (Service::ports not empty) must match it.
     if let Ok(service) = name.parse::<Service>() {
         let mut expected = service.ports(config);
         expected.sort_unstable();
-        if ports != expected {
-            problems.push(format!("{name}: binds ports {ports:?} on the host, the launcher's Service::ports says {expected:?}"));
+        if !expected.is_empty() && ports != expected {
+            problems.push(format!(
+                "{name}: binds ports {ports:?} on the host, the launcher's Service::ports says {expected:?}"
+            ));
         }
     }
     problems
@@ -477,15 +481,24 @@ fn airflow_problems(doc: &Value, config: &Config) -> Vec<String> {
             }
         }
         let conn = get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN");
-        if !conn.contains("${PIPELINE__POSTGRES__PASSWORD:?") || !conn.ends_with(&format!("/{}", config.airflow.database)) {
-            problems.push(format!("{name}: the metadata database must be {} with the password from the environment: {conn}", config.airflow.database));
+        if !conn.contains("${PIPELINE__POSTGRES__PASSWORD:?")
+            || !conn.ends_with(&format!("/{}", config.airflow.database))
+        {
+            problems.push(format!(
+                "{name}: the metadata database must be {} with the password from the environment: {conn}",
+                config.airflow.database
+            ));
         }
         let dags = get("AIRFLOW__CORE__DAGS_FOLDER");
-        let mounted = mounts(doc).into_iter().filter(|(n, _)| *n == name).filter_map(|(_, m)| m.ok()).any(|m| {
-            m.source.trim_start_matches("./") == "airflow/dags" && m.target == dags && m.read_only
-        });
+        let mounted = mounts(doc)
+            .into_iter()
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, m)| m.ok())
+            .any(|m| m.source.trim_start_matches("./") == "airflow/dags" && m.target == dags && m.read_only);
         if !mounted {
-            problems.push(format!("{name}: ./airflow/dags is not mounted read-only at AIRFLOW__CORE__DAGS_FOLDER ({dags})"));
+            problems.push(format!(
+                "{name}: ./airflow/dags is not mounted read-only at AIRFLOW__CORE__DAGS_FOLDER ({dags})"
+            ));
         }
     }
     if let Some(scheduler) = services(doc).get("airflow-scheduler") {
