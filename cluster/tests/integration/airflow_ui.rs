@@ -48,56 +48,51 @@ pub(crate) async fn dag_list_shows_both_dags_and_a_success(config: &Config) {
 }
 
 fn browse(base: &str, password: &str, shot: &Path) -> Result<(), String> {
+    let at = |step: &str| {
+        let step = step.to_string();
+        move |e: anyhow::Error| format!("{step}: {e}")
+    };
     let options = LaunchOptions::default_builder()
         .path(Some(PathBuf::from(BROWSER)))
         .sandbox(false)
         .window_size(Some((1400, 800)))
-        .idle_browser_timeout(Duration::from_secs(120))
+        .idle_browser_timeout(Duration::from_secs(300))
         .build()
         .map_err(|e| format!("browser options: {e}"))?;
-    let browser = Browser::new(options).map_err(|e| format!("cannot start {BROWSER} (make deps installs it): {e}"))?;
-    let tab = browser.new_tab().map_err(|e| e.to_string())?;
-    tab.set_default_timeout(Duration::from_secs(60));
-    tab.navigate_to(&format!("{base}/")).map_err(|e| e.to_string())?;
-    tab.wait_for_element("input[name=username]")
-        .map_err(|e| format!("no login form: {e}"))?
-        .click()
-        .map_err(|e| e.to_string())?;
-    tab.type_str(airflow::ADMIN_USER).map_err(|e| e.to_string())?;
-    tab.wait_for_element("input[name=password]").map_err(|e| e.to_string())?.click().map_err(|e| e.to_string())?;
-    tab.type_str(password).map_err(|e| e.to_string())?;
-    tab.press_key("Enter").map_err(|e| e.to_string())?;
+    let browser = Browser::new(options).map_err(at("cannot start the browser (make deps installs it)"))?;
+    let tab = browser.new_tab().map_err(at("new tab"))?;
+    tab.set_default_timeout(Duration::from_secs(120));
+    tab.navigate_to(&format!("{base}/")).map_err(at("open the UI"))?;
+    tab.wait_for_element("input[name=username]").map_err(at("the login form"))?.click().map_err(at("click"))?;
+    tab.type_str(airflow::ADMIN_USER).map_err(at("type the user"))?;
+    tab.wait_for_element("input[name=password]").map_err(at("the password field"))?.click().map_err(at("click"))?;
+    tab.type_str(password).map_err(at("type the password"))?;
+    tab.press_key("Enter").map_err(at("submit the login form"))?;
     // Logged in: the DAG list, both DAGs, and the successful run in its "last run" column.
-    wait_for_text(&tab, &["Dags"], Duration::from_secs(60)).map_err(|e| format!("login did not succeed: {e}"))?;
-    tab.navigate_to(&format!("{base}/dags")).map_err(|e| e.to_string())?;
-    wait_for_text(&tab, &["users_created_ingest", "users_pipeline_health"], Duration::from_secs(60))?;
-    tab.wait_for_element("[data-testid=\"dag-list\"], table, [role=table], .chakra-table__root, main")
-        .map_err(|e| e.to_string())?;
+    wait_for_text(&tab, &["Dags"], Duration::from_secs(120)).map_err(|e| format!("login did not succeed: {e}"))?;
+    tab.navigate_to(&format!("{base}/dags")).map_err(at("open the DAG list"))?;
+    let text = wait_for_text(&tab, &["users_created_ingest", "users_pipeline_health"], Duration::from_secs(120));
     let success = tab
         .evaluate(
-            "Array.from(document.querySelectorAll('[class*=state], [data-state], [aria-label], [title]'))\
-             .some(e => /success/i.test(e.className + ' ' + (e.getAttribute('data-state')||'') + ' ' + \
-             (e.getAttribute('aria-label')||'') + ' ' + (e.getAttribute('title')||'') + ' ' + e.innerText))",
+            "Array.from(document.querySelectorAll('*')).some(e => e.children.length === 0 && \
+             /success/i.test((e.getAttribute('aria-label') || '') + ' ' + (e.getAttribute('title') || '') + ' ' + \
+             (e.getAttribute('data-state') || '') + ' ' + (e.textContent || '')))",
             false,
         )
-        .map_err(|e| e.to_string())?
+        .map_err(at("read the page"))?
         .value
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    let png = tab
-        .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
-        .map_err(|e| format!("screenshot: {e}"))?;
+    let png = tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true).map_err(at("screenshot"))?;
     if let Some(dir) = shot.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
     std::fs::write(shot, png).map_err(|e| format!("cannot write {}: {e}", shot.display()))?;
+    text?;
     if !success {
         let html = tab.get_content().unwrap_or_default();
-        return Err(format!(
-            "the DAG list shows no successful run (screenshot in {}):\n{}",
-            shot.display(),
-            &html[..html.len().min(3000)]
-        ));
+        let end = html.char_indices().nth(4000).map(|(i, _)| i).unwrap_or(html.len());
+        return Err(format!("the DAG list shows no successful run (screenshot {}):\n{}", shot.display(), &html[..end]));
     }
     Ok(())
 }
