@@ -67,7 +67,8 @@ pub(crate) async fn airflow_cli(config: &Config, args: &[&str]) -> Run {
 
 pub(crate) async fn pipeline(args: &[&str]) -> Run {
     let mut cmd = tokio::process::Command::new(pipeline_bin());
-    cmd.args(args).env("RUST_LOG", "warn");
+    // The job's checkpoints resolve against the working dir: use the configured (absolute) one.
+    cmd.args(args).env("RUST_LOG", "warn").env("PIPELINE__JOB__CHECKPOINT_DIR", config().job.checkpoint_dir);
     run(cmd, &format!("pipeline {}", args.join(" ")), Duration::from_secs(300)).await
 }
 
@@ -76,7 +77,11 @@ struct ResubmitOnDrop;
 
 impl Drop for ResubmitOnDrop {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(pipeline_bin()).arg("submit").env("RUST_LOG", "warn").output();
+        let _ = std::process::Command::new(pipeline_bin())
+            .arg("submit")
+            .env("RUST_LOG", "warn")
+            .env("PIPELINE__JOB__CHECKPOINT_DIR", config().job.checkpoint_dir)
+            .output();
     }
 }
 
