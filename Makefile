@@ -20,13 +20,13 @@ demo: ## From nothing: services up, users produced, Spark job submitted, rows sh
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-deps: ## Install what is missing: apt packages (as root), Maven jars, pyspark (cached)
+deps: ## Install what is missing: apt packages (as root), Maven jars, pyspark, Airflow virtualenv (cached)
 	@cluster/scripts/deps.sh
 
 build: deps ## Build the workspace (the `pipeline` binary and the tests)
 	$(CARGO) build --workspace --all-targets
 
-up: build ## Start Kafka, registry, PostgreSQL, Cassandra, Spark master/worker/Connect; wait until ready
+up: build ## Start Kafka, registry, PostgreSQL, Cassandra, Spark master/worker/Connect, Airflow; wait until ready
 	$(PIPELINE) cluster up
 
 down: ## Stop every service `up` started

@@ -10,7 +10,7 @@ pipeline() { "$CARGO" run --quiet --bin pipeline -- "$@"; }
 step() { printf '\n\033[1;36m▶ %s\033[0m\n' "$*"; }
 export RUST_LOG=${RUST_LOG:-warn}
 
-step "1/5 services (Kafka, registry, PostgreSQL, Cassandra, Spark master/worker/Connect)"
+step "1/5 services (Kafka, registry, PostgreSQL, Cassandra, Spark master/worker/Connect, Airflow)"
 make --no-print-directory up
 
 step "2/5 producing $COUNT synthetic users: PostgreSQL audit outbox -> Kafka users_created"
@@ -36,13 +36,22 @@ grep -E "audited in PostgreSQL|Kafka records|dead-letter records|rows in Cassand
 
 step "5/5 rows in spark_streams.created_users"
 pipeline sample --limit 8
+# Airflow runs when `[airflow] enabled` (the default): its UI and where the password is.
+airflow_ui=""
+if pipeline config show | grep -A3 '^\[airflow\]' | grep -q '^enabled = true'; then
+  state=$(pipeline config show | sed -nE 's/^state_dir = "(.*)"/\1/p' | head -1)
+  port=$(pipeline config show | grep -A3 '^\[airflow\]' | sed -nE 's/^port = ([0-9]+)/\1/p')
+  airflow_ui="  Airflow UI             http://127.0.0.1:${port:-8082}  (user admin, password in ${state:-.state}/secrets/airflow-passwords.json)"
+fi
 cat <<MSG
 
   Spark master UI        http://127.0.0.1:8083
   Spark worker UI        http://127.0.0.1:8084
   job (application) UI   http://127.0.0.1:4040/StreamingQuery/
   schema registry        http://127.0.0.1:8081/apis/ccompat/v7/subjects
+$airflow_ui
 
   The job keeps running: 'make produce COUNT=500' adds users, 'make follow' shows batches,
-  'make jobs-stop' stops it, 'make down' stops everything.
+  'make jobs-stop' stops it, 'make down' stops everything. In Airflow, unpause
+  users_created_ingest (every minute) and users_pipeline_health (every 5 minutes).
 MSG

@@ -9,6 +9,9 @@
 #       apicurio registry (Quarkus app tarball) -> $ARTIFACTS/apicurio
 #   PyPI: pyspark==3.5.9 as SPARK_HOME      -> $ARTIFACTS/spark/py
 #   javac: the Spark Connect token interceptor (cluster/java) -> $ARTIFACTS/spark/auth
+#         apache-airflow[postgres]==3.3.2 in a virtualenv (uv, Python 3.11, pinned by
+#         airflow/constraints.txt)      -> $ARTIFACTS/airflow/venv
+#   apt: chromium-headless-shell (the browser test of the Airflow UI)
 #
 # ARTIFACTS defaults to .state/artifacts; PIPELINE__CLUSTER__ARTIFACTS_DIR overrides it (the same
 # variable the launcher reads), so several clones can share one download.
@@ -31,7 +34,7 @@ command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-1
 command -v mvn >/dev/null || missing+=(maven)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
-# The dashboard's browser tests drive Debian's headless Chromium.
+# The dashboard's and the Airflow UI's browser tests drive Debian's headless Chromium.
 command -v chromium-headless-shell >/dev/null || missing+=(chromium-headless-shell)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -91,4 +94,25 @@ fi
 # --- the Spark Connect token interceptor, compiled against the jars above ------------------------
 "$ROOT/cluster/scripts/connect-auth.sh"
 
+# --- PyPI: Airflow in its own virtualenv ----------------------------------------------------
+# uv (from PyPI) installs in seconds what pip takes a minute for. Python 3.11 is what Airflow 3.3
+# is checked with here; another 3.10-3.13 works too and is reported.
+AIRFLOW_VERSION=3.3.2
+constraints="$ROOT/airflow/constraints.txt"
+venv="$ARTIFACTS/airflow/venv"
+if [ -x "$venv/bin/airflow" ] && stamp_ok "$ARTIFACTS/airflow" "$constraints"; then
+  log "airflow $AIRFLOW_VERSION: cached"
+else
+  t0=$SECONDS
+  python3 -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null \
+    || python3 -m pip install -q --user uv 2>/dev/null || python3 -m pip install -q uv
+  uv() { if command -v uv >/dev/null; then command uv "$@"; else python3 -m uv "$@"; fi; }
+  py=$(command -v python3.11 || command -v python3)
+  log "airflow $AIRFLOW_VERSION: installing into $venv with uv ($("$py" --version))"
+  rm -rf "$venv"; mkdir -p "$ARTIFACTS/airflow"
+  uv venv -q -p "$py" "$venv"
+  VIRTUAL_ENV="$venv" uv pip install -q "apache-airflow[postgres]==$AIRFLOW_VERSION" -c "$constraints"
+  stamp_set "$ARTIFACTS/airflow" "$constraints"
+  log "airflow $AIRFLOW_VERSION: installed in $((SECONDS - t0)) s"
+fi
 log "ready: artifacts in $ARTIFACTS"

@@ -105,7 +105,7 @@ impl Cluster {
     /// The services to act on: the requested ones (all when empty) plus their dependencies.
     pub fn with_dependencies(&self, requested: &[Service]) -> BTreeSet<Service> {
         let mut set: BTreeSet<Service> = if requested.is_empty() {
-            Service::enabled(self.config()).into_iter().collect()
+            Service::enabled_in(self.config()).into_iter().collect()
         } else {
             requested.iter().copied().collect()
         };
@@ -352,7 +352,7 @@ impl Cluster {
 
     /// Health of every service.
     pub async fn status(&self) -> Vec<ServiceStatus> {
-        join_all(Service::enabled(self.config()).into_iter().map(|service| async move {
+        join_all(Service::enabled_in(self.config()).into_iter().map(|service| async move {
             let record = self.running(service);
             let restarts = supervise::RestartRecord::read(
                 &self.layout().run_dir().join(format!("{}.restarts.json", service.name())),

@@ -509,7 +509,7 @@ async fn supervise(config: Config) -> anyhow::Result<ExitCode> {
 async fn print_status(cluster: &Cluster) -> bool {
     let rows = cluster.status().await;
     println!(
-        "{:<14} {:>8} {:<14} {:<8} {:>8} {:>8}  UI / DETAIL",
+        "{:<21} {:>8} {:<14} {:<8} {:>8} {:>8}  UI / DETAIL",
         "SERVICE", "PID", "PORTS", "HEALTHY", "RSS MiB", "RESTARTS"
     );
     let mut total = 0;
@@ -519,7 +519,7 @@ async fn print_status(cluster: &Cluster) -> bool {
         let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         let extra = if r.healthy { r.ui.clone().unwrap_or_default() } else { r.detail.clone() };
         println!(
-            "{:<14} {:>8} {:<14} {:<8} {:>8} {:>8}  {}",
+            "{:<21} {:>8} {:<14} {:<8} {:>8} {:>8}  {}",
             r.service.name(),
             pid,
             ports,
@@ -529,9 +529,18 @@ async fn print_status(cluster: &Cluster) -> bool {
             extra
         );
         if let Some(exit) = &r.last_exit {
-            println!("{:<14} last exit: {exit}", "");
+            println!("{:<21} last exit: {exit}", "");
         }
     }
-    println!("{:<14} {:>8} {:<14} {:<8} {:>8}", "total", "", "", "", total);
+    println!("{:<21} {:>8} {:<14} {:<8} {:>8}", "total", "", "", "", total);
+    if rows.iter().any(|r| r.service == Service::AirflowApi) {
+        let passwords = cluster.layout().state.join(pipeline_cluster::services::airflow::PASSWORDS_FILE);
+        println!(
+            "Airflow UI {}: user {}, password in {}",
+            pipeline_cluster::services::airflow::base_url(cluster.config()),
+            pipeline_cluster::services::airflow::ADMIN_USER,
+            passwords.display()
+        );
+    }
     rows.iter().all(|r| r.healthy)
 }

@@ -100,9 +100,15 @@ pub(crate) fn read_or_create_secret(path: &Path) -> Result<String, ServiceError>
 
 fn create_secret(path: &Path) -> Result<String, ServiceError> {
     use rand::distr::{Alphanumeric, SampleString};
+    let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    write_secret(path, &secret)?;
+    Ok(secret)
+}
+
+/// Writes a secret readable by its owner only, creating the folder.
+pub(crate) fn write_secret(path: &Path, secret: &str) -> Result<(), ServiceError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| ServiceError::io("create", dir, e))?;
     }
@@ -113,8 +119,7 @@ fn create_secret(path: &Path) -> Result<String, ServiceError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| ServiceError::io("write", path, e))?;
-    f.write_all(secret.as_bytes()).map_err(|e| ServiceError::io("write", path, e))?;
-    Ok(secret)
+    f.write_all(secret.as_bytes()).map_err(|e| ServiceError::io("write", path, e))
 }
 
 /// The newest JDK under /usr/lib/jvm whose major version is at least `min`.

@@ -5,6 +5,7 @@
 //! Readiness is always checked by protocol (a Kafka metadata request, a CQL query, an HTTP
 //! call, a SQL query through Spark Connect, `SELECT 1` on PostgreSQL), never by sleeping.
 
+pub mod airflow;
 mod cassandra;
 mod common;
 mod dashboard;
@@ -38,6 +39,9 @@ pub enum Service {
     SparkConnect,
     Supervisor,
     Dashboard,
+    AirflowApi,
+    AirflowScheduler,
+    AirflowDagProcessor,
 }
 
 /// What each service module provides. The launcher (`Cluster`) only talks to this.
@@ -85,7 +89,7 @@ impl std::str::FromStr for Service {
 
 impl Service {
     /// Every service, in start order.
-    pub const ALL: [Service; 9] = [
+    pub const ALL: [Service; 12] = [
         Service::Postgres,
         Service::Kafka,
         Service::Registry,
@@ -95,11 +99,15 @@ impl Service {
         Service::SparkConnect,
         Service::Supervisor,
         Service::Dashboard,
+        Service::AirflowApi,
+        Service::AirflowScheduler,
+        Service::AirflowDagProcessor,
     ];
 
-    /// Every service this config turns on (`cluster.supervisor.enabled` can turn one off).
-    pub fn enabled(config: &Config) -> Vec<Service> {
-        Service::ALL.into_iter().filter(|s| *s != Service::Supervisor || config.cluster.supervisor.enabled).collect()
+    /// Every service this config turns on: what `cluster up` without names starts and
+    /// `cluster status` shows.
+    pub fn enabled_in(config: &Config) -> Vec<Service> {
+        Service::ALL.into_iter().filter(|s| s.enabled(config)).collect()
     }
 
     pub fn name(self) -> &'static str {
@@ -113,6 +121,9 @@ impl Service {
             Service::SparkConnect => "spark-connect",
             Service::Supervisor => "supervisor",
             Service::Dashboard => "dashboard",
+            Service::AirflowApi => "airflow-api",
+            Service::AirflowScheduler => "airflow-scheduler",
+            Service::AirflowDagProcessor => "airflow-dag-processor",
         }
     }
 
@@ -121,7 +132,20 @@ impl Service {
         match self {
             Service::SparkWorker => Some(Service::SparkMaster),
             Service::SparkConnect => Some(Service::SparkWorker),
+            Service::AirflowApi => Some(Service::Postgres),
+            Service::AirflowScheduler => Some(Service::AirflowApi),
+            Service::AirflowDagProcessor => Some(Service::AirflowScheduler),
             _ => None,
+        }
+    }
+
+    /// Whether `cluster up` without names starts it and `cluster status` shows it
+    /// (`airflow.enabled` switches the Airflow services off).
+    pub fn enabled(self, config: &Config) -> bool {
+        match self {
+            Service::AirflowApi | Service::AirflowScheduler | Service::AirflowDagProcessor => config.airflow.enabled,
+            Service::Supervisor => config.cluster.supervisor.enabled,
+            _ => true,
         }
     }
 
@@ -137,6 +161,9 @@ impl Service {
             Service::SparkConnect => &spark::Connect,
             Service::Supervisor => &supervisor::Supervisor,
             Service::Dashboard => &dashboard::Dashboard,
+            Service::AirflowApi => &airflow::Api,
+            Service::AirflowScheduler => &airflow::Scheduler,
+            Service::AirflowDagProcessor => &airflow::DagProcessor,
         }
     }
 
@@ -240,5 +267,6 @@ mod tests {
         assert_eq!(Service::SparkConnect.ports(&c), vec![15002, 4040]);
         assert_eq!(Service::Supervisor.ports(&c), vec![9466]);
         assert_eq!(Service::Dashboard.ports(&c), vec![9021]);
+        assert_eq!(Service::AirflowApi.ports(&c), vec![8082]);
     }
 }

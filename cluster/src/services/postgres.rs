@@ -125,6 +125,22 @@ async fn ensure_role_and_database(ctx: &Ctx) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Another database owned by the pipeline's role (Airflow's metadata), created if missing.
+pub(crate) async fn ensure_database(ctx: &Ctx, database: &str) -> Result<(), ServiceError> {
+    let client = admin(ctx).await?;
+    let rows = client
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .map_err(|e| ServiceError::request(format!("look up database {database}"), e))?;
+    if rows.is_empty() {
+        client
+            .batch_execute(&format!("CREATE DATABASE {database} OWNER {}", ctx.config.postgres.user))
+            .await
+            .map_err(|e| ServiceError::request(format!("create database {database}"), e))?;
+    }
+    Ok(())
+}
+
 /// A PostgreSQL binary of the Debian package (the newest installed major version).
 pub fn postgres_bin(name: &str) -> PathBuf {
     let root = PathBuf::from("/usr/lib/postgresql");

@@ -18,7 +18,7 @@ use pipeline_core::Config;
 use serde_yaml::{Mapping, Value};
 
 /// Compose services that run once and exit (no healthcheck, no published port).
-const ONE_SHOT: &[&str] = &["kafka-init"];
+const ONE_SHOT: &[&str] = &["kafka-init", "airflow-init"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate lives inside the repository").to_path_buf()
@@ -243,6 +243,10 @@ fn port_problems(doc: &Value, config: &Config) -> Vec<String> {
                 continue;
             }
         };
+        if svc.get("network_mode").and_then(Value::as_str) == Some("host") {
+            problems.extend(host_network_problems(&name, svc, &entries, config));
+            continue;
+        }
         let mut host_ports = Vec::new();
         for entry in &entries {
             match parse_port(entry) {
@@ -284,6 +288,65 @@ fn port_problems(doc: &Value, config: &Config) -> Vec<String> {
         }
     }
     problems
+}
+
+/// A service on the host's network publishes nothing (Docker ignores `ports` there): it binds
+/// the launcher's ports itself, so its `*__HOST` settings must be 127.0.0.1 and, when it
+/// listens, its `*__PORT` settings exactly the launcher's ports.
+fn host_network_problems(name: &str, svc: &Value, published: &[Value], config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !published.is_empty() {
+        problems.push(format!("{name}: on the host network, `ports` are ignored; bind 127.0.0.1 in its settings"));
+    }
+    let env = environment(svc);
+    for (key, value) in &env {
+        if key.ends_with("__HOST") && value != "127.0.0.1" {
+            problems.push(format!("{name}: {key}={value}; on the host network it must bind 127.0.0.1"));
+        }
+    }
+    let mut ports: Vec<u16> = env
+        .iter()
+        .filter(|(k, _)| k.ends_with("__PORT"))
+        .filter_map(|(k, v)| match v.parse() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                problems.push(format!("{name}: {k}={v} is not a port number"));
+                None
+            }
+        })
+        .collect();
+    ports.sort_unstable();
+    // Services that share one environment see the listener's port too: only a service that
+    // listens (Service::ports not empty) must match it.
+    if let Ok(service) = name.parse::<Service>() {
+        let mut expected = service.ports(config);
+        expected.sort_unstable();
+        if !expected.is_empty() && ports != expected {
+            problems.push(format!(
+                "{name}: binds ports {ports:?} on the host, the launcher's Service::ports says {expected:?}"
+            ));
+        }
+    }
+    problems
+}
+
+/// A service's `environment` as (key, value) pairs (mapping or KEY=VALUE list).
+fn environment(svc: &Value) -> Vec<(String, String)> {
+    match svc.get("environment") {
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .filter_map(|(k, v)| {
+                let value = v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string()))?;
+                Some((k.as_str()?.to_string(), value))
+            })
+            .collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// One mount: source, target, read-only.
@@ -393,6 +456,59 @@ fn command_words(svc: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The Airflow services run like the launcher's: LocalExecutor with the configured parallelism,
+/// metadata in `airflow.database`, secrets never committed (generated, read through `*_CMD`),
+/// the repository's DAG folder mounted read-only where Airflow looks, no log server.
+fn airflow_problems(doc: &Value, config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, svc) in each_service(doc).into_iter().filter(|(n, _)| n.starts_with("airflow-")) {
+        let env: std::collections::BTreeMap<String, String> = environment(svc).into_iter().collect();
+        let get = |k: &str| env.get(k).map(String::as_str).unwrap_or("");
+        let mut expect = |key: &str, want: &str| {
+            if get(key) != want {
+                problems.push(format!("{name}: {key}={:?}, expected {want:?}", get(key)));
+            }
+        };
+        expect("AIRFLOW__CORE__EXECUTOR", "LocalExecutor");
+        expect("AIRFLOW__CORE__PARALLELISM", &config.airflow.parallelism.to_string());
+        expect("AIRFLOW__API__PORT", &config.airflow.port.to_string());
+        for secret in ["AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"] {
+            if env.contains_key(secret) {
+                problems.push(format!("{name}: {secret} is set in the file; generate it and use {secret}_CMD"));
+            }
+            if !env.contains_key(&format!("{secret}_CMD")) {
+                problems.push(format!("{name}: {secret}_CMD is missing"));
+            }
+        }
+        let conn = get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN");
+        if !conn.contains("${PIPELINE__POSTGRES__PASSWORD:?")
+            || !conn.ends_with(&format!("/{}", config.airflow.database))
+        {
+            problems.push(format!(
+                "{name}: the metadata database must be {} with the password from the environment: {conn}",
+                config.airflow.database
+            ));
+        }
+        let dags = get("AIRFLOW__CORE__DAGS_FOLDER");
+        let mounted = mounts(doc)
+            .into_iter()
+            .filter(|(n, _)| *n == name)
+            .filter_map(|(_, m)| m.ok())
+            .any(|m| m.source.trim_start_matches("./") == "airflow/dags" && m.target == dags && m.read_only);
+        if !mounted {
+            problems.push(format!(
+                "{name}: ./airflow/dags is not mounted read-only at AIRFLOW__CORE__DAGS_FOLDER ({dags})"
+            ));
+        }
+    }
+    if let Some(scheduler) = services(doc).get("airflow-scheduler") {
+        if !command_words(scheduler).iter().any(|w| w == "--skip-serve-logs") {
+            problems.push("airflow-scheduler: runs its log server (0.0.0.0:8793); use --skip-serve-logs".into());
+        }
+    }
+    problems
+}
+
 // ------------------------------------------------------------------------------------------------
 // The checks on the real file.
 
@@ -424,6 +540,36 @@ fn compose_host_ports_are_the_launcher_ports_on_loopback() {
 #[test]
 fn compose_mounts_the_repository_conf_files_read_only() {
     assert_clean("mounts", mount_problems(&compose(), &repo_root()));
+}
+
+#[test]
+fn compose_airflow_runs_like_the_launcher_without_committed_secrets() {
+    assert_clean("airflow", airflow_problems(&compose(), &Config::defaults()));
+    assert!(repo_root().join("airflow/dags/users_created_ingest.py").exists());
+}
+
+#[test]
+fn a_committed_airflow_secret_or_a_port_on_the_host_network_is_detected() {
+    let config = Config::defaults();
+    let mut doc = compose();
+    let env = service_mut(&mut doc, "airflow-api")
+        .get_mut("environment")
+        .and_then(Value::as_mapping_mut)
+        .expect("airflow-api environment");
+    env.insert("AIRFLOW__CORE__FERNET_KEY".into(), "committed".into());
+    env.insert("AIRFLOW__API__HOST".into(), "0.0.0.0".into());
+    let problems = airflow_problems(&doc, &config);
+    assert!(problems.iter().any(|p| p.contains("FERNET_KEY is set")), "{problems:?}");
+    let problems = port_problems(&doc, &config);
+    assert!(problems.iter().any(|p| p.contains("must bind 127.0.0.1")), "{problems:?}");
+
+    let mut doc = compose();
+    service_mut(&mut doc, "airflow-scheduler")
+        .insert("ports".into(), Value::Sequence(vec![Value::from("127.0.0.1:8793:8793")]));
+    service_mut(&mut doc, "airflow-scheduler").insert("command".into(), Value::from("scheduler"));
+    let problems = port_problems(&doc, &config);
+    assert!(problems.iter().any(|p| p.contains("`ports` are ignored")), "{problems:?}");
+    assert!(airflow_problems(&doc, &config).iter().any(|p| p.contains("--skip-serve-logs")));
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! A service that is down makes its test fail; nothing is skipped.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests fail loudly on purpose
 
+mod airflow;
+mod airflow_ui;
 mod clients;
 mod compose;
 mod lifecycle;

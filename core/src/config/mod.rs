@@ -18,6 +18,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod airflow;
+pub use airflow::{AirflowConfig, OnJobStopped};
+
 /// The documented defaults, compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../../../conf/default.toml");
 
@@ -37,6 +40,7 @@ pub struct Config {
     pub job: JobConfig,
     pub local: LocalConfig,
     pub dashboard: DashboardConfig,
+    pub airflow: AirflowConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -399,6 +403,7 @@ impl Config {
             &mut self.cluster.artifacts_dir,
             &mut self.postgres.password_file,
             &mut self.job.checkpoint_dir,
+            &mut self.airflow.dags_folder,
         ] {
             *path = root.join(&*path);
         }

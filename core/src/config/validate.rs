@@ -24,6 +24,8 @@ impl Config {
         port("cassandra.storage_port", Some(self.cassandra.storage_port));
         port("cassandra.jmx_port", Some(self.cassandra.jmx_port));
         port("dashboard.port", Some(self.dashboard.port));
+        port("airflow.port", Some(self.airflow.port));
+        self.airflow.validate(&mut errors);
         port("cluster.supervisor.metrics_addr", Some(self.cluster.supervisor.metrics_addr.port()));
         if self.cluster.host.parse::<std::net::IpAddr>().is_err() {
             errors.push(format!("cluster.host `{}` is not an IP address", self.cluster.host));
