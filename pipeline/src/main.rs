@@ -501,8 +501,12 @@ async fn supervise(config: Config) -> anyhow::Result<ExitCode> {
     pipeline_core::telemetry::serve_metrics(addr).context("cannot serve the supervisor's /metrics")?;
     tracing::info!("supervisor metrics on http://{addr}/metrics");
     let shutdown = pipeline_core::shutdown::on_signals();
-    let cluster = Cluster::new(config);
-    pipeline_cluster::supervise::watch(&cluster, shutdown).await;
+    let check = Duration::from_millis(config.cluster.supervisor.check_interval_ms);
+    let cluster = Cluster::new(config.clone());
+    tokio::join!(
+        pipeline_cluster::supervise::watch(&cluster, shutdown.clone()),
+        spark::supervisor::run(&config, check, shutdown),
+    );
     Ok(ExitCode::SUCCESS)
 }
 

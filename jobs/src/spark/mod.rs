@@ -18,6 +18,7 @@ mod job;
 mod record;
 pub mod schemas;
 mod status;
+pub mod supervisor;
 
 pub use job::{process_all_available, stop, submit, Submitted};
 pub use record::{DesiredState, JobRecord, RecordedQuery};

@@ -7,4 +7,5 @@ mod local_engine;
 mod oracle;
 mod schema_evolution;
 mod spark_job;
+mod supervisor;
 mod verify;
