@@ -26,7 +26,18 @@ fn cluster_token(cfg: &Config) -> String {
 
 struct Run {
     success: bool,
+    stdout: String,
     stderr: String,
+}
+
+/// `jobs status --json` reached the job's Connect session: whatever the job's state (the
+/// test's checkpoint folder is new, so usually "not_submitted", exit 4), it is not
+/// "unreachable" and nothing was refused.
+fn assert_reached_spark(run: &Run) {
+    assert!(!run.stderr.contains("refused"), "with the token: {}", run.stderr);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("jobs status --json printed no JSON ({e}): {}\n{}", run.stdout, run.stderr));
+    assert_ne!(status["state"], "unreachable", "with the token: {status}");
 }
 
 /// `pipeline <args>` with the token file `token_file` (None: the cluster's), failing the test
@@ -41,7 +52,11 @@ async fn pipeline(cfg: &Config, args: &[&str], token_file: Option<&Path>) -> Run
         .await
         .unwrap_or_else(|_| panic!("`pipeline {}` did not finish within 90 s", args.join(" ")))
         .expect("run pipeline");
-    Run { success: out.status.success(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    Run {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 fn assert_refused(run: &Run, reason: &str) {
@@ -70,8 +85,8 @@ async fn submit_is_refused_without_the_token_or_with_a_wrong_one_and_works_with_
     assert!(!run.stderr.contains(&wrong_token), "the token must not be printed: {}", run.stderr);
 
     // The same command line with the cluster's token gets through to Spark.
-    let run = pipeline(&cfg, &["jobs", "status"], None).await;
-    assert!(run.success, "with the token: {}", run.stderr);
+    let run = pipeline(&cfg, &["jobs", "status", "--json"], None).await;
+    assert_reached_spark(&run);
     std::fs::remove_dir_all(&dir).expect("remove temp dir");
 }
 
@@ -96,8 +111,8 @@ async fn the_token_is_in_no_log_file_of_the_state_folder() {
     let cfg = pipeline_testkit::config();
     let token = cluster_token(&cfg);
     // A call with the token first, so that there is something to leak.
-    let run = pipeline(&cfg, &["jobs", "status"], None).await;
-    assert!(run.success, "{}", run.stderr);
+    let run = pipeline(&cfg, &["jobs", "status", "--json"], None).await;
+    assert_reached_spark(&run);
 
     let mut files = Vec::new();
     log_files(&cfg.cluster.state_dir, false, &mut files);
