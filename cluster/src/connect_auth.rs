@@ -7,14 +7,13 @@
 //! `authorization: Bearer <token>` (UNAUTHENTICATED). The token reaches it as a file path in
 //! an environment variable, never on a command line, so it shows in no log, `ps` or Spark UI.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use pipeline_core::Config;
 
-use crate::layout::Layout;
+use crate::layout::{absolute, Layout};
 use crate::process::Launch;
-use crate::services::ServiceError;
+use crate::services::{write_secret, ServiceError};
 
 /// The interceptor's class, for `spark.connect.grpc.interceptor.classes`.
 pub const INTERCEPTOR_CLASS: &str = "pipeline.connect.TokenInterceptor";
@@ -49,38 +48,16 @@ pub fn ensure_token(config: &Config) -> Result<PathBuf, ServiceError> {
             _ => Ok(file),
         },
         None => {
-            if let Some(dir) = file.parent() {
-                fs::create_dir_all(dir).map_err(|e| ServiceError::io("create", dir, e))?;
-            }
             write_secret(&file, &wanted.unwrap_or_else(random_token))?;
             Ok(file)
         }
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
-}
-
 /// 43 characters of letters and digits: about 256 bits.
 fn random_token() -> String {
     use rand::distr::{Alphanumeric, SampleString};
     Alphanumeric.sample_string(&mut rand::rng(), 43)
-}
-
-fn write_secret(path: &Path, secret: &str) -> Result<(), ServiceError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ServiceError::io("write", path, e))?;
-    f.write_all(secret.as_bytes()).map_err(|e| ServiceError::io("write", path, e))
 }
 
 /// The Connect server's settings for the interceptor: its class, and its jar on the driver's
@@ -101,6 +78,8 @@ pub fn server_env(launch: Launch, token_file: &Path, host: &str) -> Launch {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

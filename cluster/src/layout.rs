@@ -72,7 +72,8 @@ impl Layout {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+/// `path` resolved against the working directory (as relative config paths are).
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -18,6 +18,7 @@ use pipeline_core::Config;
 
 use super::common::{http_json, read_or_create_secret, run_tool, ServiceError};
 use super::{arg, Ctx, Spec};
+use crate::layout::absolute;
 use crate::layout::Layout;
 use crate::process::Launch;
 
@@ -192,10 +193,6 @@ pub fn cli(ctx: &Ctx) -> Result<Launch, ServiceError> {
         launch = launch.env(k, v);
     }
     Ok(launch)
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Airflow's health endpoint: `component` (metadatabase, scheduler, dag_processor) healthy.

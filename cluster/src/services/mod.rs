@@ -24,6 +24,7 @@ use pipeline_core::Config;
 use crate::layout::Layout;
 use crate::process::Launch;
 
+pub(crate) use common::write_secret;
 pub use common::{find_jdk, spark_select_one, ServiceError};
 pub use postgres::postgres_bin;
 
