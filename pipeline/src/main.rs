@@ -303,7 +303,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let addr = config.local.metrics_addr;
             pipeline_core::telemetry::serve_metrics(addr).context("cannot serve /metrics")?;
             let opts = pipeline_jobs::local::LocalOptions { until_idle, max_records };
-            let summary = pipeline_jobs::local::run(&config, opts, pipeline_core::shutdown::on_signals()).await?;
+            let summary = match pipeline_jobs::local::run(&config, opts, pipeline_core::shutdown::on_signals()).await {
+                Ok(summary) => summary,
+                Err(e) if e.is_permanent_write_error() => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(pipeline_jobs::local::LocalError::PERMANENT_EXIT_CODE));
+                }
+                Err(e) => return Err(e.into()),
+            };
             println!(
                 "consumed {} | written {} | dead-lettered {} | {} batch(es)",
                 summary.consumed, summary.written, summary.dead_lettered, summary.batches

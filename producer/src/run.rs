@@ -160,7 +160,14 @@ pub async fn run(
             failure.get_or_insert(ProducerError::Task(format!("the fetch task failed: {e}")));
         }
     }
-    let _ = publisher.flush(Duration::from_secs(10));
+    // Waits up to 10 s for the last deliveries, then drops the producer (which joins its polling
+    // thread): on a blocking thread, not the runtime.
+    let _ = tokio::task::spawn_blocking(move || {
+        let flushed = publisher.flush(Duration::from_secs(10));
+        drop(publisher);
+        flushed
+    })
+    .await;
     summary.elapsed = started.elapsed();
     match failure {
         Some(e) => Err(e),

@@ -7,12 +7,14 @@
 //! records sent to the dead-letter topic with a reason. Only then are its offsets committed:
 //! a crash re-reads at most the uncommitted batch, and the upserts make that harmless.
 
+pub mod consumer;
 pub mod decode;
 pub mod metrics;
 pub mod sink;
+pub mod write_error;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -23,16 +25,15 @@ use pipeline_core::model::{decode_avro_fields, UserEvent};
 use pipeline_core::registry::{RegistryClient, RegistryError};
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_core::Config;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
 use crate::events::{Event, InputBuilder};
 use crate::transform::{transform_sql, Engine, INPUT_VIEW};
+use consumer::{Committed, Consumed, DropOffRuntime, KafkaSource, Polled};
 use decode::{undecodable, Decoder, Payload};
 use sink::{to_cql_rows, CassandraSink, SinkError};
 
@@ -48,6 +49,16 @@ pub enum LocalError {
     Transform(String),
     #[error("{0} dead letter(s) could not be delivered to `{1}`: {2}")]
     DeadLetter(usize, String, String),
+}
+
+impl LocalError {
+    /// A permanent Cassandra write error (see [`write_error`]): `pipeline local` exits with
+    /// [`LocalError::PERMANENT_EXIT_CODE`].
+    pub fn is_permanent_write_error(&self) -> bool {
+        matches!(self, LocalError::Sink(e) if e.is_permanent())
+    }
+
+    pub const PERMANENT_EXIT_CODE: u8 = 3;
 }
 
 /// How long to run.
@@ -71,48 +82,30 @@ pub struct LocalSummary {
     pub last_commit_after: Option<Duration>,
 }
 
-/// Partitions revoked by a rebalance since the loop last looked.
-#[derive(Default)]
-struct Revocations(Mutex<Vec<(String, i32)>>);
-
-struct EngineContext {
-    revoked: Arc<Revocations>,
-}
-
-impl ClientContext for EngineContext {}
-
-impl ConsumerContext for EngineContext {
-    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            if let Ok(mut revoked) = self.revoked.0.lock() {
-                revoked.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
-            }
-        }
-    }
-}
-
-type EngineConsumer = StreamConsumer<EngineContext>;
-
 /// Runs the local engine until shutdown, `until_idle` or `max_records`.
 pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToken) -> Result<LocalSummary, LocalError> {
     let run_started = Instant::now();
     let local = &config.local;
     let sink = Arc::new(CassandraSink::connect(&config.cassandra, local).await?);
     let mut decoder = Decoder::new(RegistryClient::from_config(&config.registry)?).map_err(LocalError::Transform)?;
-    let revoked = Arc::new(Revocations::default());
-    let consumer: EngineConsumer = client_config(&config.kafka, "local")
-        .set("group.id", &local.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", config.job.starting_offsets.auto_offset_reset())
-        // Bounded prefetch: memory stays flat however far behind the engine is.
-        .set("queued.max.messages.kbytes", "32768")
-        .create_with_context(EngineContext { revoked: revoked.clone() })?;
-    consumer.subscribe(&[&config.kafka.topic])?;
-    let dead_letters: FutureProducer = client_config(&config.kafka, "local-dead-letters")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
+    let mut source = KafkaSource::start(
+        client_config(&config.kafka, "local")
+            .set("group.id", &local.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", config.job.starting_offsets.auto_offset_reset())
+            // Bounded prefetch: memory stays flat however far behind the engine is.
+            .set("queued.max.messages.kbytes", "32768")
+            .clone(),
+        &config.kafka,
+        local.batch_size,
+    )?;
+    let dead_letters: DropOffRuntime<FutureProducer> = DropOffRuntime::new(
+        client_config(&config.kafka, "local-dead-letters")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()?,
+    );
     let ctx = SessionContext::new();
     let sql = transform_sql(Engine::DataFusion);
     let batch_timeout = Duration::from_millis(local.batch_timeout_ms);
@@ -126,7 +119,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
     let mut in_flight: VecDeque<JoinHandle<Result<Delivered, LocalError>>> = VecDeque::new();
     // Records handed to the writers, settled or not (what `--max-records` counts).
     let mut dispatched: u64 = 0;
-    let settler = Settler { consumer: &consumer, topic: &config.kafka.topic, started: run_started };
+    let mut settler = Settler { started: run_started, skipped_commits: 0 };
     tracing::info!(topic = %config.kafka.topic, group = %local.group_id, "local engine running");
 
     loop {
@@ -136,14 +129,12 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
         let mut stopping = false;
         while pending.len() < local.batch_size {
             tokio::select! {
-                received = consumer.recv() => {
-                    let m = received?;
-                    pending.push(Consumed {
-                        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    });
+                received = source.recv() => {
+                    match received {
+                        Some(Polled::Record(m)) => pending.push(m),
+                        Some(Polled::Error(e)) => return Err(e.into()),
+                        None => return Err(LocalError::Transform("the consumer thread ended".into())),
+                    }
                     last_record = Instant::now();
                     if opts.max_records.is_some_and(|max| dispatched + pending.len() as u64 >= max) {
                         break;
@@ -153,17 +144,23 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
                 _ = shutdown.cancelled() => { stopping = true; break; }
             }
         }
-        drop_revoked(&revoked, &mut pending);
+        let dropped = source.retain_owned(&mut pending);
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "records of revoked partitions dropped before writing: the next owner re-reads them"
+            );
+        }
         if !pending.is_empty() {
             // CPU work on this batch overlaps the writes of the previous one.
             let started = Instant::now();
             let prepared = prepare(&ctx, &sql, &mut decoder, std::mem::take(&mut pending)).await?;
             let prepare_ms = started.elapsed().as_secs_f64() * 1e3;
-            settler.settle_until(&mut in_flight, MAX_BATCHES_IN_FLIGHT - 1, &mut summary).await?;
+            settler.settle_until(&source, &mut in_flight, MAX_BATCHES_IN_FLIGHT - 1, &mut summary).await?;
             tracing::trace!(prepare_ms, wait_ms = started.elapsed().as_secs_f64() * 1e3 - prepare_ms, "batch prepared");
             dispatched += prepared.consumed as u64;
             let (sink, producer, topic, stop) =
-                (sink.clone(), dead_letters.clone(), config.kafka.dead_letter_topic.clone(), shutdown.clone());
+                (sink.clone(), (*dead_letters).clone(), config.kafka.dead_letter_topic.clone(), shutdown.clone());
             in_flight.push_back(tokio::spawn(async move {
                 let delivered = deliver(&sink, &producer, &topic, prepared, &stop).await;
                 metrics::batch_latency(started.elapsed());
@@ -171,7 +168,7 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
             }));
         } else {
             // Nothing new: let the batches in flight finish so their offsets are committed.
-            settler.settle_until(&mut in_flight, 0, &mut summary).await?;
+            settler.settle_until(&source, &mut in_flight, 0, &mut summary).await?;
         }
         if stopping || shutdown.is_cancelled() {
             break;
@@ -182,31 +179,15 @@ pub async fn run(config: &Config, opts: LocalOptions, shutdown: CancellationToke
         if opts.until_idle
             && in_flight.is_empty()
             && last_record.elapsed() >= idle_timeout
-            && caught_up(&consumer, &config.kafka.topic)?
+            && source.caught_up().await?
         {
             break;
         }
     }
-    settler.settle_until(&mut in_flight, 0, &mut summary).await?;
-    tracing::info!(?summary, "local engine stopped");
+    settler.settle_until(&source, &mut in_flight, 0, &mut summary).await?;
+    source.close().await;
+    tracing::info!(?summary, skipped_commits = settler.skipped_commits, "local engine stopped");
     Ok(summary)
-}
-
-/// Records of partitions revoked by a rebalance are dropped uncommitted: the partition's new
-/// owner re-reads them (and the upserts make that harmless).
-fn drop_revoked(revoked: &Revocations, pending: &mut Vec<Consumed>) {
-    let Ok(mut gone) = revoked.0.lock() else { return };
-    if gone.is_empty() {
-        return;
-    }
-    let partitions: Vec<i32> = gone.drain(..).map(|(_, p)| p).collect();
-    let before = pending.len();
-    pending.retain(|m| !partitions.contains(&m.partition));
-    tracing::info!(
-        ?partitions,
-        dropped = before - pending.len(),
-        "partitions revoked: their uncommitted records are left to the next owner"
-    );
 }
 
 /// A batch decoded and transformed, ready to be written.
@@ -214,15 +195,7 @@ struct Prepared {
     consumed: usize,
     rows: Vec<sink::CqlRow>,
     dead: Vec<DeadLetter>,
-    next_offsets: HashMap<i32, i64>,
-}
-
-/// A record as consumed: key, bytes and where it came from (decoded later, in [`prepare`]).
-struct Consumed {
-    key: Option<String>,
-    value: Vec<u8>,
-    partition: i32,
-    offset: i64,
+    next_offsets: HashMap<i32, (i64, u64)>,
 }
 
 /// A refused record, as consumed, and why.
@@ -236,7 +209,8 @@ struct Delivered {
     consumed: usize,
     written: usize,
     dead_lettered: usize,
-    next_offsets: HashMap<i32, i64>,
+    /// Partition -> (next offset, epoch of the assignment the records were read under).
+    next_offsets: HashMap<i32, (i64, u64)>,
 }
 
 /// Decode -> Arrow -> the transform on DataFusion -> CQL rows and dead letters.
@@ -250,12 +224,18 @@ async fn prepare(
     batch: Vec<Consumed>,
 ) -> Result<Prepared, LocalError> {
     let consumed = batch.len();
-    let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+    let mut next_offsets: HashMap<i32, (i64, u64)> = HashMap::new();
     let mut decoded = 0;
     let mut input = InputBuilder::with_capacity(batch.len());
     for m in &batch {
-        let next = next_offsets.entry(m.partition).or_insert(0);
-        *next = (*next).max(m.offset + 1);
+        let next = next_offsets.entry(m.partition).or_insert((0, m.epoch));
+        // Records of one partition share an epoch (older ones are dropped before a batch is
+        // prepared); a newer epoch wins all the same.
+        if m.epoch > next.1 {
+            *next = (m.offset + 1, m.epoch);
+        } else if m.epoch == next.1 {
+            next.0 = next.0.max(m.offset + 1);
+        }
         let push = |input: &mut InputBuilder, event: Event<'_>| {
             input.push(m.key.as_deref(), &m.value, m.partition, m.offset, event);
         };
@@ -331,23 +311,24 @@ async fn deliver(
 const MAX_BATCHES_IN_FLIGHT: usize = 2;
 
 /// Settles written batches: commits their offsets and counts them.
-struct Settler<'a> {
-    consumer: &'a EngineConsumer,
-    topic: &'a str,
+struct Settler {
     started: Instant,
+    /// Commits skipped (partitions revoked, group rebalancing).
+    skipped_commits: u64,
 }
 
-impl Settler<'_> {
+impl Settler {
     /// Settles the oldest batches until at most `keep` are in flight.
     async fn settle_until(
-        &self,
+        &mut self,
+        source: &KafkaSource,
         in_flight: &mut VecDeque<JoinHandle<Result<Delivered, LocalError>>>,
         keep: usize,
         summary: &mut LocalSummary,
     ) -> Result<(), LocalError> {
         while in_flight.len() > keep {
             if let Some(oldest) = in_flight.pop_front() {
-                self.settle(oldest, summary).await?;
+                self.settle(source, oldest, summary).await?;
             }
         }
         Ok(())
@@ -355,12 +336,16 @@ impl Settler<'_> {
 
     /// Waits for a batch in flight, then commits its offsets and counts it.
     async fn settle(
-        &self,
+        &mut self,
+        source: &KafkaSource,
         handle: JoinHandle<Result<Delivered, LocalError>>,
         summary: &mut LocalSummary,
     ) -> Result<(), LocalError> {
         let delivered = handle.await.map_err(|e| LocalError::Transform(format!("the write task failed: {e}")))??;
-        commit(self.consumer, self.topic, &delivered.next_offsets)?;
+        if let Committed::Skipped(why) = source.commit(delivered.next_offsets).await? {
+            self.skipped_commits += 1;
+            tracing::info!("offsets of a written batch not committed: {why}; the next owner re-reads them");
+        }
         summary.last_commit_after = Some(self.started.elapsed());
         summary.consumed += delivered.consumed as u64;
         summary.written += delivered.written as u64;
@@ -423,41 +408,4 @@ async fn send_dead_letters(producer: &FutureProducer, topic: &str, dead: &[DeadL
     }
     metrics::dead_lettered(dead.len());
     Ok(dead.len())
-}
-
-/// Commits the next offset of every partition of the batch (after its writes succeeded).
-fn commit(consumer: &EngineConsumer, topic: &str, next: &HashMap<i32, i64>) -> Result<(), LocalError> {
-    if next.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in next {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*o))?;
-    }
-    consumer.commit(&tpl, CommitMode::Sync)?;
-    Ok(())
-}
-
-/// True when every assigned partition's committed offset has reached its end.
-fn caught_up(consumer: &EngineConsumer, topic: &str) -> Result<bool, LocalError> {
-    let assignment = consumer.assignment()?;
-    if assignment.count() == 0 {
-        return Ok(false);
-    }
-    let committed = consumer.committed(Timeout::After(Duration::from_secs(10)))?;
-    for e in assignment.elements_for_topic(topic) {
-        let (low, high) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10))?;
-        let position = committed
-            .find_partition(topic, e.partition())
-            .and_then(|c| match c.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            })
-            .unwrap_or(low);
-        metrics::lag(e.partition(), high - position);
-        if position < high {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }

@@ -1,5 +1,6 @@
-//! Cassandra writes: one prepared `INSERT`, bounded concurrency, retries with backoff until
-//! the write succeeds or the engine shuts down (a row is never skipped).
+//! Cassandra writes: one prepared `INSERT`, bounded concurrency; transient errors retried with
+//! backoff until the write succeeds or the engine shuts down (a row is never skipped),
+//! permanent ones ([`super::write_error`]) returned at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlTimestamp, CqlValue};
 use tokio::sync::Semaphore;
 
+use super::write_error::{classify, column_named, WriteErrorClass};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("cannot connect to Cassandra at {nodes:?}: {reason} (is it running? `pipeline cluster up cassandra`)")]
@@ -25,6 +28,19 @@ pub enum SinkError {
     Column { column: &'static str, reason: String },
     #[error("shutting down with writes still failing: the batch is not committed and will be re-read")]
     ShuttingDown,
+    #[error(
+        "permanent write error on {table}{}: {reason}. The engine stops: retrying cannot help. Nothing from this \
+         batch on is committed; fix the table (or the grant) and restart, and the batch is written then",
+        column.map(|c| format!(", column `{c}`")).unwrap_or_default()
+    )]
+    Permanent { table: String, column: Option<&'static str>, reason: String },
+}
+
+impl SinkError {
+    /// True for errors retrying cannot fix (the engine exits with its own code).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SinkError::Permanent { .. })
+    }
 }
 
 /// One row as CQL values, in [`CreatedUserRow::FIELDS`] order.
@@ -64,6 +80,8 @@ pub fn to_cql_rows(batch: &RecordBatch) -> Result<Vec<CqlRow>, SinkError> {
 /// The writer of `created_users` rows.
 pub struct CassandraSink {
     session: Arc<Session>,
+    /// `keyspace.table`, for messages.
+    table: String,
     insert: PreparedStatement,
     max_in_flight: usize,
     /// Shared by every batch being written: at most `max_in_flight` requests at once overall.
@@ -84,12 +102,13 @@ impl CassandraSink {
         let mut insert = session
             .prepare(cql_insert(&cassandra.keyspace, &cassandra.table, CreatedUserRow::FIELDS))
             .await
-            .map_err(|e| SinkError::Prepare { table, reason: e.to_string() })?;
+            .map_err(|e| SinkError::Prepare { table: table.clone(), reason: e.to_string() })?;
         insert.set_request_timeout(Some(Duration::from_millis(local.request_timeout_ms)));
         // Upserts by primary key: retrying a write that may have landed is harmless.
         insert.set_is_idempotent(true);
         Ok(CassandraSink {
             session: Arc::new(session),
+            table,
             insert,
             max_in_flight: local.max_in_flight,
             permits: Arc::new(Semaphore::new(local.max_in_flight.max(1))),
@@ -99,8 +118,9 @@ impl CassandraSink {
     }
 
     /// Writes every row, at most `max_in_flight` at a time across every batch being written; a
-    /// failed write is retried with backoff (its permit released meanwhile) until it succeeds.
-    /// Returns once all rows are written, or an error on shutdown.
+    /// write failing with a transient error is retried with backoff (its permit released
+    /// meanwhile) until it succeeds. Returns once all rows are written, or an error on shutdown
+    /// or at the first permanent error.
     pub async fn write(&self, rows: Vec<CqlRow>, shutdown: &CancellationToken) -> Result<(), SinkError> {
         stream::iter(rows.into_iter().map(Ok))
             .try_for_each_concurrent(self.max_in_flight, |row| self.write_one(row, shutdown))
@@ -118,6 +138,12 @@ impl CassandraSink {
             };
             match outcome {
                 Ok(_) => return Ok(()),
+                Err(e) if classify(&e) == WriteErrorClass::Permanent => {
+                    let reason = e.to_string();
+                    let column =
+                        column_named(&reason, &CreatedUserRow::FIELDS.iter().map(|f| f.name).collect::<Vec<_>>());
+                    return Err(SinkError::Permanent { table: self.table.clone(), column, reason });
+                }
                 Err(e) => {
                     crate::local::metrics::write_retry();
                     // Up to max_in_flight writes retry at once during an outage: log sparingly.

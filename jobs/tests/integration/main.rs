@@ -4,6 +4,7 @@
 
 mod dlq;
 mod local_engine;
+mod local_runtime;
 mod oracle;
 mod schema_evolution;
 mod spark_job;
