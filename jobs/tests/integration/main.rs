@@ -4,6 +4,7 @@
 
 mod dlq;
 mod local_engine;
+mod local_faults;
 mod local_runtime;
 mod oracle;
 mod schema_evolution;
