@@ -125,36 +125,69 @@ impl Cluster {
 
     /// An exclusive lock on the state folder for the duration of `up` or `down`: two launchers
     /// never start, stop or wipe the same services at once (the second one waits).
-    fn lock(&self) -> Result<std::fs::File, ClusterError> {
+    /// The cluster lock, taken at once or else waited for (`Err(file)`: busy).
+    fn try_lock(&self) -> Result<Result<std::fs::File, std::fs::File>, ClusterError> {
         let path = self.layout().run_dir().join("cluster.lock");
         let fail = |source| ClusterError::Lock { path: path.clone(), source };
         std::fs::create_dir_all(self.layout().run_dir()).map_err(fail)?;
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(fail)?;
         if file.try_lock().is_err() {
             tracing::warn!("another `pipeline cluster` command holds {}; waiting for it", path.display());
-            file.lock().map_err(fail)?;
+            return Ok(Err(file));
         }
-        Ok(file)
+        Ok(Ok(file))
+    }
+
+    /// Takes the cluster lock, blocking the calling thread while another command holds it.
+    fn lock_blocking(&self) -> Result<std::fs::File, ClusterError> {
+        match self.try_lock()? {
+            Ok(file) => Ok(file),
+            Err(file) => {
+                file.lock().map_err(|source| ClusterError::Lock {
+                    path: self.layout().run_dir().join("cluster.lock"),
+                    source,
+                })?;
+                Ok(file)
+            }
+        }
+    }
+
+    /// Takes the cluster lock; waiting for another command happens on a blocking thread, not
+    /// on the runtime (the supervisor shares its runtime with its other loops).
+    async fn lock(&self) -> Result<std::fs::File, ClusterError> {
+        match self.try_lock()? {
+            Ok(file) => Ok(file),
+            Err(file) => {
+                let path = self.layout().run_dir().join("cluster.lock");
+                tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await
+                    .map_err(|e| ClusterError::Lock { path: path.clone(), source: std::io::Error::other(e) })?
+                    .map_err(|source| ClusterError::Lock { path, source })
+            }
+        }
     }
 
     /// Starts the requested services (all when empty) and waits until each answers.
     pub async fn up(&self, requested: &[Service]) -> Result<Vec<(Service, Outcome)>, ClusterError> {
-        let _lock = self.lock()?;
+        let _lock = self.lock().await?;
         self.up_locked(requested).await
     }
 
     /// Starts `service` again if its pid file still names a process that is gone (it died
     /// without `cluster down`); false if it is running or was stopped on purpose meanwhile.
     pub async fn restart_if_dead(&self, service: Service) -> Result<bool, ClusterError> {
-        let _lock = self.lock()?;
+        let _lock = self.lock().await?;
         match ProcessRecord::read(&self.layout().pid_file(service.name())) {
             Some(record) if !record.is_alive() => {
-                // Leftovers of its group (e.g. executors) go first, so its ports are free.
+                // Leftovers of its group (e.g. executors) go first, so its ports are free. Stopping
+                // waits (up to the grace period): on a blocking thread.
                 let grace = Duration::from_secs(self.config().cluster.stop_timeout_secs);
-                record.stop(grace).map_err(|e| ClusterError::Service {
-                    service,
-                    source: ServiceError::io("stop", &self.layout().pid_file(service.name()), e),
-                })?;
+                let pid_file = self.layout().pid_file(service.name());
+                let stopped = tokio::task::spawn_blocking(move || record.stop(grace))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                stopped
+                    .map_err(|e| ClusterError::Service { service, source: ServiceError::io("stop", &pid_file, e) })?;
                 self.up_locked(&[service]).await.map(|_| true)
             }
             _ => Ok(false),
@@ -306,8 +339,9 @@ impl Cluster {
     /// Stops the requested services (all when empty) that `up` started; returns those stopped.
     /// Returns once each process group is gone and its ports are free, or fails saying which
     /// port is still held.
+    /// Blocking (it waits for processes to exit): async callers run it off the runtime.
     pub fn down(&self, requested: &[Service]) -> Result<Vec<Service>, ClusterError> {
-        let _lock = self.lock()?;
+        let _lock = self.lock_blocking()?;
         let targets: Vec<Service> = if requested.is_empty() { Service::ALL.to_vec() } else { requested.to_vec() };
         let grace = Duration::from_secs(self.config().cluster.stop_timeout_secs);
         let results: Vec<Result<Option<Service>, ClusterError>> = std::thread::scope(|scope| {

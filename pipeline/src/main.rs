@@ -475,7 +475,8 @@ async fn cluster(action: ClusterAction, cluster: Cluster) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         ClusterAction::Down { services } => {
-            let stopped = cluster.down(&services)?;
+            // Stopping waits for processes to exit: off the runtime's scheduling.
+            let stopped = tokio::task::block_in_place(|| cluster.down(&services))?;
             let names: Vec<&str> = stopped.iter().map(|s| s.name()).collect();
             println!(
                 "cluster down: stopped {}",
