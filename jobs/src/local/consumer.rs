@@ -260,13 +260,14 @@ impl KafkaSource {
         // A poller blocked on a full channel wakes up once the receiver is closed.
         self.records.close();
         let (consumer, poller) = (self.consumer.take(), self.poller.take());
-        (consumer.is_some() || poller.is_some()).then(|| {
-            move || {
-                if let Some(p) = poller {
-                    let _ = p.join();
-                }
-                drop(consumer);
+        if consumer.is_none() && poller.is_none() {
+            return None;
+        }
+        Some(move || {
+            if let Some(p) = poller {
+                let _ = p.join();
             }
+            drop(consumer);
         })
     }
 }

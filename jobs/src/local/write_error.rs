@@ -33,7 +33,7 @@ fn classify_attempt(e: &RequestAttemptError) -> WriteErrorClass {
     use WriteErrorClass::{Permanent, Transient};
     match e {
         RequestAttemptError::SerializationError(_) | RequestAttemptError::CqlRequestSerialization(_) => Permanent,
-        RequestAttemptError::DbError(db, _) => match db {
+        RequestAttemptError::DbError(
             DbError::SyntaxError
             | DbError::Invalid
             | DbError::AlreadyExists { .. }
@@ -41,9 +41,9 @@ fn classify_attempt(e: &RequestAttemptError) -> WriteErrorClass {
             | DbError::AuthenticationError
             | DbError::Unauthorized
             | DbError::ConfigError
-            | DbError::ProtocolError => Permanent,
-            _ => Transient,
-        },
+            | DbError::ProtocolError,
+            _,
+        ) => Permanent,
         // The table was recreated under the statement (its id changed): the statement must be
         // prepared again, which only a restart does.
         RequestAttemptError::RepreparedIdChanged { .. } => Permanent,

@@ -93,9 +93,9 @@ async fn ids_by_position(cfg: &Config) -> HashMap<(i32, i64), Uuid> {
     for r in pipeline_testkit::read_topic(cfg, &cfg.kafka.topic).await {
         let value = r.value.expect("a value");
         let (id, payload) = pipeline_core::registry::unframe(&value).expect("framed");
-        if !schemas.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = schemas.entry(id) {
             let text = registry.schema_by_id(id).await.expect("schema");
-            schemas.insert(id, apache_avro::Schema::parse_str(&text).expect("parse"));
+            e.insert(apache_avro::Schema::parse_str(&text).expect("parse"));
         }
         let datum = apache_avro::from_avro_datum(&schemas[&id], &mut &payload[..], None).expect("datum");
         out.insert((r.partition, r.offset), UserEvent::from_avro(&datum).expect("event").id);
