@@ -13,7 +13,6 @@ use pipeline_core::config::SourceKind;
 use pipeline_core::model::UserEvent;
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_core::Config;
-use pipeline_jobs::spark;
 use pipeline_producer::ProduceOptions;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -153,7 +152,7 @@ async fn a_member_killed_under_load_loses_nothing_and_commits_nothing_unwritten(
     let t0 = Instant::now();
     let cfg = isolated("it_local_rebalance");
     create_topics(&cfg).await;
-    spark::ensure_table(&cfg).await.expect("table");
+    pipeline_jobs::tables::ensure_table(&cfg).await.expect("table");
     let settings = settings_file(&cfg);
     // ~1,000 records/s until the survivor has taken the partitions over, and 2 s more.
     let stop_stream = CancellationToken::new();
@@ -238,7 +237,7 @@ async fn a_column_dropped_mid_run_stops_the_engine_and_nothing_is_lost_after_the
     let t0 = Instant::now();
     let cfg = isolated("it_local_schema");
     create_topics(&cfg).await;
-    spark::ensure_table(&cfg).await.expect("table");
+    pipeline_jobs::tables::ensure_table(&cfg).await.expect("table");
     let settings = settings_file(&cfg);
     let total = 2_000;
     let producer = stream(&cfg, total, 500.0, CancellationToken::new());
