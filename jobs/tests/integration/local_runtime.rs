@@ -49,6 +49,10 @@ fn watch_futex_waits(tid: String, stop: Arc<AtomicBool>) -> std::thread::JoinHan
     })
 }
 
+/// The bounds leave room for brief lock contention stretched by a loaded machine (a lock
+/// holder preempted: up to ~40 ms seen at load 55 on 2 cores); the engine before this test
+/// existed waited 1.0-1.3 s at a stretch and 1.7-2.3 s in all (sync commits, end-of-topic
+/// queries, the consumer's and producer's closing).
 #[test]
 fn the_engine_loop_never_blocks_its_runtime() {
     let mut cfg = isolated("it_local_block");
@@ -96,7 +100,7 @@ fn the_engine_loop_never_blocks_its_runtime() {
     eprintln!("runtime thread in futex waits: longest {longest:?}, total {total:?}; ticker's largest gap {max_gap:?}; {summary:?}");
     assert_eq!(summary.written, 600, "{summary:?}");
     assert!(
-        longest < Duration::from_millis(20) && total < Duration::from_millis(100),
+        longest < Duration::from_millis(200) && total < Duration::from_millis(400),
         "the runtime thread blocked: longest futex wait {longest:?}, {total:?} in all (a synchronous Kafka call \
          on the engine's loop?)"
     );
