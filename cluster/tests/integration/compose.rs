@@ -18,7 +18,7 @@ use pipeline_core::Config;
 use serde_yaml::{Mapping, Value};
 
 /// Compose services that run once and exit (no healthcheck, no published port).
-const ONE_SHOT: &[&str] = &["kafka-init", "airflow-init"];
+const ONE_SHOT: &[&str] = &["kafka-init", "airflow-init", "pipeline-bin"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate lives inside the repository").to_path_buf()
@@ -509,6 +509,55 @@ fn airflow_problems(doc: &Value, config: &Config) -> Vec<String> {
     problems
 }
 
+/// The `pipeline` image: built once (by `pipeline-bin`, from the Dockerfile, tagged with the
+/// workspace version), never pulled by the services that run it, each of which waits for the
+/// build; the Dockerfile's Rust toolchain is the workspace's `rust-version`.
+fn pipeline_image_problems(doc: &Value, root: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let workspace_value = |key: &str| {
+        manifest
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim_start().strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_string())
+    };
+    let image = format!("pipeline:{}", workspace_value("version").unwrap_or_default());
+    let mut problems = Vec::new();
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap_or_default();
+    let builder = format!("FROM rust:{}-", workspace_value("rust-version").unwrap_or_default());
+    if !dockerfile.lines().any(|l| l.starts_with(&builder)) {
+        problems.push(format!("Dockerfile: the build stage is not `{builder}...` (the workspace's rust-version)"));
+    }
+    let mut builders = Vec::new();
+    for (name, svc) in each_service(doc) {
+        if !svc.get("image").and_then(Value::as_str).is_some_and(|i| i.starts_with("pipeline:")) {
+            continue;
+        }
+        if svc.get("image").and_then(Value::as_str) != Some(image.as_str()) {
+            problems.push(format!("{name}: the pipeline image must be `{image}` (the workspace version)"));
+        }
+        if svc.get("build").is_some() {
+            builders.push(name);
+            continue;
+        }
+        if svc.get("pull_policy").and_then(Value::as_str) != Some("never") {
+            problems.push(format!("{name}: runs `{image}` without `pull_policy: never` (no registry has it)"));
+        }
+        let waits = svc
+            .get("depends_on")
+            .and_then(|d| d.get("pipeline-bin"))
+            .and_then(|d| d.get("condition"))
+            .and_then(Value::as_str)
+            == Some("service_completed_successfully");
+        if !waits {
+            problems.push(format!("{name}: does not wait for pipeline-bin to build the image"));
+        }
+    }
+    if builders != ["pipeline-bin"] {
+        problems.push(format!("the pipeline image must be built by pipeline-bin alone, built by {builders:?}"));
+    }
+    problems
+}
+
 // ------------------------------------------------------------------------------------------------
 // The checks on the real file.
 
@@ -744,4 +793,19 @@ fn a_missing_or_writable_conf_mount_is_detected() {
     service_mut(&mut doc, "cassandra").remove("volumes");
     let problems = mount_problems(&doc, &root);
     assert!(problems.iter().any(|p| p.contains("cassandra/cassandra.yaml")), "{problems:?}");
+}
+
+#[test]
+fn compose_builds_the_pipeline_image_once_from_the_dockerfile() {
+    assert_clean("pipeline image", pipeline_image_problems(&compose(), &repo_root()));
+}
+
+#[test]
+fn a_pulled_or_rebuilt_pipeline_image_is_detected() {
+    let mut doc = compose();
+    service_mut(&mut doc, "supervisor").remove("pull_policy");
+    service_mut(&mut doc, "dashboard").insert("build".into(), ".".into());
+    let problems = pipeline_image_problems(&doc, &repo_root()).join("\n");
+    assert!(problems.contains("supervisor: runs `pipeline:"), "{problems}");
+    assert!(problems.contains("built by pipeline-bin alone"), "{problems}");
 }
