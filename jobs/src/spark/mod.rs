@@ -25,6 +25,7 @@ pub use record::{DesiredState, JobRecord, RecordedQuery};
 pub use schemas::{known_schemas, KnownSchemas};
 pub use status::{
     progress_line, progress_of, status, BatchProgress, JobState, JobStatus, PartitionOffset, QueryState, QueryStatus,
+    StatusClient,
 };
 
 use std::future::Future;

@@ -244,14 +244,24 @@ fn handle(spark: &SparkSession, name: &str, id: &str, run_id: &str) -> Streaming
     )
 }
 
-/// The topic's end offsets (high watermarks), from Kafka.
-async fn end_offsets(config: &Config) -> Result<BTreeMap<i32, i64>, String> {
-    let kafka = config.kafka.clone();
+type OffsetsClient = std::sync::Arc<rdkafka::consumer::BaseConsumer>;
+
+/// The topic's end offsets (high watermarks), from Kafka, through `client` (created if absent).
+async fn end_offsets(config: &Config, client: &mut Option<OffsetsClient>) -> Result<BTreeMap<i32, i64>, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer = match client.as_ref() {
+        Some(c) => c.clone(),
+        None => {
+            let c: BaseConsumer = pipeline_core::clients::kafka::client_config(&config.kafka, "job-status")
+                .create()
+                .map_err(|e| e.to_string())?;
+            let c = std::sync::Arc::new(c);
+            *client = Some(c.clone());
+            c
+        }
+    };
     let topic = config.kafka.topic.clone();
     let read = move || -> Result<BTreeMap<i32, i64>, String> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer =
-            pipeline_core::clients::kafka::client_config(&kafka, "job-status").create().map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs(5);
         let md = consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| e.to_string())?;
         let mut out = BTreeMap::new();
@@ -261,18 +271,65 @@ async fn end_offsets(config: &Config) -> Result<BTreeMap<i32, i64>, String> {
         }
         Ok(out)
     };
-    tokio::task::spawn_blocking(read).await.map_err(|e| e.to_string())?
+    let result = tokio::task::spawn_blocking(read).await.map_err(|e| e.to_string()).and_then(|r| r);
+    if result.is_err() {
+        *client = None;
+    }
+    result
 }
 
-/// The job's status, from any process.
+/// Reads the job's status again and again with the same Spark Connect session and Kafka
+/// client (the dashboard and the supervisor poll every few seconds: one session for their
+/// lifetime instead of one per look). Either client is re-created after an error.
+#[derive(Default)]
+pub struct StatusClient {
+    spark: Option<SparkSession>,
+    kafka: Option<OffsetsClient>,
+}
+
+impl StatusClient {
+    pub fn new() -> StatusClient {
+        StatusClient::default()
+    }
+
+    /// The active queries through the kept session; on an error, once more through a new one
+    /// (the Connect server may have restarted since).
+    async fn active(&mut self, config: &Config) -> Result<(SparkSession, Vec<StreamingQuery>), super::JobError> {
+        if let Some(spark) = self.spark.clone() {
+            match active_queries(&spark).await {
+                Ok(a) => return Ok((spark, a)),
+                Err(e) => {
+                    tracing::debug!("the kept Spark Connect session failed ({e}): connecting again");
+                    self.spark = None;
+                }
+            }
+        }
+        let spark = connect(config).await?;
+        let active = active_queries(&spark).await?;
+        self.spark = Some(spark.clone());
+        Ok((spark, active))
+    }
+
+    /// The job's status (as [`status`]).
+    pub async fn status(&mut self, config: &Config) -> JobStatus {
+        status_with(self, config).await
+    }
+}
+
+/// The job's status, from any process (a new session and Kafka client each call: see
+/// [`StatusClient`] to poll).
 pub async fn status(config: &Config) -> JobStatus {
+    StatusClient::new().status(config).await
+}
+
+async fn status_with(client: &mut StatusClient, config: &Config) -> JobStatus {
     let job = &config.job;
     let record = JobRecord::load(config);
     let (record, mut error) = match record {
         Ok(r) => (r, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let (ends, kafka_error) = match end_offsets(config).await {
+    let (ends, kafka_error) = match end_offsets(config, &mut client.kafka).await {
         Ok(e) => (e, None),
         Err(e) => (BTreeMap::new(), Some(format!("cannot read the end offsets of {}: {e}", config.kafka.topic))),
     };
@@ -288,11 +345,7 @@ pub async fn status(config: &Config) -> JobStatus {
         queries: Vec::new(),
     };
     let names = [job.query_name.as_str(), job.dead_letter_query_name.as_str()];
-    let active = match connect(config).await {
-        Ok(spark) => active_queries(&spark).await.map(|a| (spark, a)),
-        Err(e) => Err(e),
-    };
-    let (spark, active) = match active {
+    let (spark, active) = match client.active(config).await {
         Ok(v) => v,
         Err(e) => {
             error = Some(e.to_string());
