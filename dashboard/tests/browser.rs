@@ -54,8 +54,11 @@ struct Fixture {
 
 impl Fixture {
     fn start() -> Fixture {
+        Fixture::start_with(pipeline_testkit::config())
+    }
+
+    fn start_with(config: Config) -> Fixture {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        let config = pipeline_testkit::config();
         let shutdown = CancellationToken::new();
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -96,6 +99,20 @@ impl Fixture {
             .as_f64()
             .expect("the page reports its first contentful paint");
         tab.wait_for_element("[data-testid=ready]").expect("the page shows data (data-testid=ready)");
+        let nav = eval_json(
+            &tab,
+            "(function(){var n=performance.getEntriesByType('navigation')[0]||{};\
+             return {response_end:n.responseEnd,dom_content_loaded:n.domContentLoadedEventEnd,load:n.loadEventEnd,\
+             ready:performance.now()}})()",
+        );
+        println!(
+            "performance timing (ms since navigation start): first contentful paint {first_paint_ms:.0}, \
+             response end {:.0}, DOMContentLoaded {:.0}, load {:.0}, data-testid=ready seen by {:.0}",
+            nav["response_end"].as_f64().unwrap_or(-1.0),
+            nav["dom_content_loaded"].as_f64().unwrap_or(-1.0),
+            nav["load"].as_f64().unwrap_or(-1.0),
+            nav["ready"].as_f64().unwrap_or(-1.0)
+        );
         Fixture { rt, config, addr, shutdown, _browser: browser, tab, errors, first_paint_ms }
     }
 
@@ -163,7 +180,13 @@ fn ensure_spark_job(f: &Fixture) {
         .iter()
         .any(|q| q.name == f.config.job.query_name && q.state == pipeline_jobs::spark::QueryState::Running);
     if !running {
-        f.rt.block_on(pipeline_jobs::spark::submit(&f.config)).expect("the Spark job starts");
+        if let Err(e) = f.rt.block_on(pipeline_jobs::spark::submit(&f.config)) {
+            // The shared supervisor (or another test) may have started it meanwhile.
+            wait_for(&format!("the Spark job running (submit said: {e})"), Duration::from_secs(60), || {
+                let status = f.rt.block_on(pipeline_jobs::spark::status(&f.config));
+                (status.state == pipeline_jobs::spark::JobState::Running).then_some(())
+            });
+        }
     }
 }
 
@@ -188,6 +211,15 @@ fn chart_points(f: &Fixture, name: &str) -> usize {
     eval(&f.tab, &js).as_i64().unwrap_or(-1).max(-1) as usize
 }
 
+/// The largest value of a chart's first series.
+fn chart_max(f: &Fixture, name: &str) -> f64 {
+    let js = format!(
+        "(function(){{var c=window.dashboard.charts['{name}'];if(!c)return -1;\
+         return c.data[1].reduce(function(m,v){{return v!==null&&v!==undefined&&v>m?v:m}},-1)}})()"
+    );
+    eval(&f.tab, &js).as_f64().unwrap_or(-1.0)
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -199,10 +231,14 @@ fn produced_users_flow_through_the_page_live() {
     let f = Fixture::start();
     println!("first contentful paint: {:.0} ms", f.first_paint_ms);
     assert!(f.first_paint_ms < 1000.0, "first paint took {} ms", f.first_paint_ms);
-    ensure_spark_job(&f);
 
     let topic_hook = format!("topic-{}-end-offset", f.config.kafka.topic);
     let before = wait_for("the topic's end offset on the page", Duration::from_secs(10), || f.number(&topic_hook));
+    let bytes_hook = format!("topic-{}-bytes", f.config.kafka.topic);
+    let bytes_before = wait_for("the topic's bytes on the page", Duration::from_secs(10), || f.number(&bytes_hook));
+    let writes_before = wait_for("Cassandra's write counter on the page", Duration::from_secs(10), || {
+        f.number("cassandra-writes-total")
+    });
     let opts = pipeline_producer::ProduceOptions {
         source: SourceKind::Synthetic,
         count: Some(500),
@@ -221,7 +257,19 @@ fn produced_users_flow_through_the_page_live() {
         f.number(&topic_hook).filter(|n| *n >= before + 500)
     });
     println!("end offset {before} -> {shown} shown {:.1} s after producing", produced_at.elapsed().as_secs_f64());
+    // 500 Avro users are well over 500 bytes on disk.
+    let bytes = wait_for("the topic's bytes to grow by 500 users", Duration::from_secs(10), || {
+        f.number(&bytes_hook).filter(|n| *n >= bytes_before + 500 * 100)
+    });
+    println!(
+        "topic bytes {bytes_before} -> {bytes} shown {:.1} s after producing",
+        produced_at.elapsed().as_secs_f64()
+    );
+    wait_for("a non-zero bytes/s point", Duration::from_secs(10), || (chart_max(&f, "bytes") > 0.0).then_some(()));
     assert!(shown <= end_offset(&f.config), "the page never shows more than Kafka has");
+    // After producing: the registry keeps schemas in memory, so a restarted one knows the
+    // subject only once the producer registered it again.
+    ensure_spark_job(&f);
 
     // The batch id shown is what `pipeline jobs status` reports (both move while data flows:
     // they must meet).
@@ -239,11 +287,19 @@ fn produced_users_flow_through_the_page_live() {
     });
     println!("Spark batch id {batch} on the page and in jobs status");
 
+    // Spark writes the 500 rows: Cassandra's write counter for the table grows by at least 500.
+    let writes = wait_for("Cassandra's write counter to grow by 500", Duration::from_secs(60), || {
+        f.number("cassandra-writes-total").filter(|n| *n >= writes_before + 500)
+    });
+    wait_for("a non-zero rows written/s point", Duration::from_secs(10), || {
+        (chart_max(&f, "cassandra_writes") > 0.0).then_some(())
+    });
+    println!("Cassandra writes {writes_before} -> {writes}; peak {:.0} rows/s", chart_max(&f, "cassandra_writes"));
     wait_for("latency points", Duration::from_secs(60), || (chart_points(&f, "latency") > 0).then_some(()));
     let p99 = f.text("latency-p99").unwrap_or_default();
     assert!(p99.contains("ms") && !p99.contains('–'), "p99 shown: {p99}");
 
-    for chart in ["messages", "lag", "spark_rows", "spark_duration", "latency"] {
+    for chart in ["messages", "bytes", "lag", "spark_rows", "spark_duration", "latency", "cassandra_writes"] {
         let points = wait_for(&format!("data in the {chart} chart"), Duration::from_secs(30), || {
             Some(chart_points(&f, chart)).filter(|n| *n > 0)
         });
@@ -364,4 +420,89 @@ fn a_stopped_service_turns_red_and_green_again() {
     let errors = f.page_errors();
     assert!(errors.is_empty(), "errors on the page: {errors:#?}");
     let _ = f.addr;
+}
+
+/// Airflow's REST API as the generated admin (the password the launcher's Airflow wrote).
+async fn airflow_token(config: &Config, http: &reqwest::Client) -> String {
+    let path = config.cluster.state_dir.join(pipeline_cluster::services::airflow::PASSWORDS_FILE);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (is Airflow up?)", path.display()));
+    let users: Value = serde_json::from_str(&text).unwrap();
+    let body = serde_json::json!({"username": "admin", "password": users["admin"]});
+    let base = pipeline_cluster::services::airflow::base_url(config);
+    let resp: Value = http.post(format!("{base}/auth/token")).json(&body).send().await.unwrap().json().await.unwrap();
+    resp["access_token"].as_str().expect("an Airflow token").to_string()
+}
+
+/// A GET's body as text.
+async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// A run triggered through Airflow's API appears on the page (row, state, link) and in
+/// /api/airflow and /metrics; with Airflow disabled the section is hidden. The run is made on
+/// the paused ingest DAG, so it stays queued and is deleted at the end.
+#[test]
+fn a_triggered_dag_run_shows_with_its_state_and_link() {
+    let _serial = serial();
+    let f = Fixture::start();
+    assert!(f.config.airflow.enabled, "this test needs Airflow (airflow.enabled in conf/default.toml)");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let token = f.rt.block_on(airflow_token(&f.config, &http));
+    let base = pipeline_cluster::services::airflow::base_url(&f.config);
+    let dag = "users_created_ingest";
+    let run_id = pipeline_testkit::unique("dashboard_run");
+    let runs = format!("{base}/api/v2/dags/{dag}/dagRuns");
+    let row = format!("[data-testid=airflow-run][data-run-id=\"{run_id}\"]");
+    let present = |f: &Fixture| eval(&f.tab, &format!("!!document.querySelector('{row}')")) == Value::Bool(true);
+    wait_for("the Airflow section", Duration::from_secs(20), || {
+        (eval(&f.tab, "document.querySelectorAll('[data-testid=airflow-run]').length").as_i64()? > 0).then_some(())
+    });
+    assert!(!present(&f), "the run is not on the page before it is triggered");
+
+    let body = serde_json::json!({"dag_run_id": run_id, "logical_date": null});
+    let (status, text) = f.rt.block_on(async {
+        let r = http.post(&runs).bearer_auth(&token).json(&body).send().await.unwrap();
+        (r.status(), r.text().await.unwrap_or_default())
+    });
+    assert!(status.is_success(), "triggering {dag}: {status} {text}");
+    let triggered_at = Instant::now();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for("the triggered run on the page", Duration::from_secs(20), || present(&f).then_some(()));
+        println!("DAG run shown {:.1} s after the trigger", triggered_at.elapsed().as_secs_f64());
+        let cells = eval_json(
+            &f.tab,
+            &format!("Array.from(document.querySelector('{row}').children).map(function(c){{return c.textContent}})"),
+        );
+        let state = cells[4].as_str().unwrap_or_default().to_string();
+        assert!(["queued", "running", "success", "failed"].contains(&state.as_str()), "run state shown: {cells}");
+        let href = eval(&f.tab, &format!("document.querySelector('{row} a[href*=\"/runs/\"]').href"));
+        assert_eq!(href.as_str(), Some(format!("{base}/dags/{dag}/runs/{run_id}").as_str()), "link to the run");
+        let api: Value =
+            serde_json::from_str(&f.rt.block_on(get_text(&http, &format!("http://{}/api/airflow", f.addr))))
+                .expect("/api/airflow is JSON");
+        let listed = api["data"]["dags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["runs"].as_array().is_some_and(|r| r.iter().any(|r| r["run_id"] == run_id.as_str())));
+        assert!(listed, "/api/airflow lists the run: {api}");
+        let metrics = f.rt.block_on(get_text(&http, &format!("http://{}/metrics", f.addr)));
+        let gauge = format!("pipeline_airflow_dag_runs{{dag=\"{dag}\",state=\"{state}\"}}");
+        assert!(metrics.contains(&gauge), "{gauge} in /metrics:\n{metrics}");
+    }));
+    let deleted = f.rt.block_on(async { http.delete(format!("{runs}/{run_id}")).bearer_auth(&token).send().await });
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(deleted.is_ok_and(|r| r.status().is_success()), "the test's run is deleted");
+    let errors = f.page_errors();
+    assert!(errors.is_empty(), "errors on the page: {errors:#?}");
+    drop(f);
+
+    // Without Airflow the section stays hidden.
+    let mut config = pipeline_testkit::config();
+    config.airflow.enabled = false;
+    let f = Fixture::start_with(config);
+    assert_eq!(eval(&f.tab, "document.getElementById('airflow').hidden"), Value::Bool(true), "hidden without Airflow");
+    assert_eq!(eval(&f.tab, "document.querySelectorAll('[data-testid=airflow-run]').length").as_i64(), Some(0));
 }
