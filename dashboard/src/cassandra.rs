@@ -158,7 +158,8 @@ impl Probe {
         state::update(shared, |s| {
             s.charts.latency.push(now, &[view.p50_ms, view.p99_ms]);
             if let Some(rate) = writes_per_sec {
-                let engine = |e: &str| Some(by_engine.get(e).copied().unwrap_or(0.0));
+                // No split without measured rows (a gap, not a zero).
+                let engine = |e: &str| (!by_engine.is_empty()).then(|| by_engine.get(e).copied().unwrap_or(0.0));
                 s.charts.cassandra_writes.push(now, &[Some(rate), engine("spark"), engine("datafusion")]);
             }
             s.latency.set(view);
