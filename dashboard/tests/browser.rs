@@ -454,7 +454,9 @@ async fn get_text(http: &reqwest::Client, url: &str) -> String {
 #[test]
 fn a_triggered_dag_run_shows_with_its_state_and_link() {
     let _serial = serial();
+    let started = Instant::now();
     let f = Fixture::start();
+    println!("page ready after {:.1} s", started.elapsed().as_secs_f64());
     assert!(f.config.airflow.enabled, "this test needs Airflow (airflow.enabled in conf/default.toml)");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     let token = f.rt.block_on(airflow_token(&f.config, &http));
@@ -508,6 +510,7 @@ fn a_triggered_dag_run_shows_with_its_state_and_link() {
     let errors = f.page_errors();
     assert!(errors.is_empty(), "errors on the page: {errors:#?}");
     drop(f);
+    println!("run checked after {:.1} s", started.elapsed().as_secs_f64());
 
     // Without Airflow the section stays hidden.
     let mut config = pipeline_testkit::config();
@@ -515,4 +518,5 @@ fn a_triggered_dag_run_shows_with_its_state_and_link() {
     let f = Fixture::start_with(config);
     assert_eq!(eval(&f.tab, "document.getElementById('airflow').hidden"), Value::Bool(true), "hidden without Airflow");
     assert_eq!(eval(&f.tab, "document.querySelectorAll('[data-testid=airflow-run]').length").as_i64(), Some(0));
+    println!("test took {:.1} s", started.elapsed().as_secs_f64());
 }
