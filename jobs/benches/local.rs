@@ -23,7 +23,7 @@ use pipeline_core::config::SourceKind;
 use pipeline_core::model::{cql_create_table, cql_insert, event_avro_schema, CreatedUserRow};
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_core::Config;
-use pipeline_jobs::events::{to_batch, Message};
+use pipeline_jobs::local::events::{to_batch, Message};
 use pipeline_jobs::local::sink::{to_cql_rows, CqlRow};
 use pipeline_jobs::local::{run as run_local, LocalOptions};
 use pipeline_jobs::transform::{transform_sql, Engine, INPUT_VIEW};
@@ -84,7 +84,7 @@ async fn main() {
     // decoded and transformed here off the clock.
     let mut cfg = fresh("bench_local");
     fill(&cfg, n, None, 2_000).await;
-    pipeline_jobs::spark::ensure_table(&cfg).await.expect("table");
+    pipeline_jobs::tables::ensure_table(&cfg).await.expect("table");
     let db = pipeline_testkit::cassandra(&cfg).await;
     for table in ["raw_ceiling", "raw_warmup"] {
         db.query_unpaged(cql_create_table(&cfg.cassandra.keyspace, table, CreatedUserRow::FIELDS), &[])
@@ -166,7 +166,7 @@ async fn main() {
     let lat = fresh("bench_latency");
     create_topic(&lat, &lat.kafka.topic, 3).await;
     create_topic(&lat, &lat.kafka.dead_letter_topic, 1).await;
-    pipeline_jobs::spark::ensure_table(&lat).await.expect("table");
+    pipeline_jobs::tables::ensure_table(&lat).await.expect("table");
     let stop = CancellationToken::new();
     let engine = {
         let (lat, stop) = (lat.clone(), stop.clone());

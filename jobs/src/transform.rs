@@ -114,7 +114,7 @@ mod tests {
 #[cfg(test)]
 mod datafusion_tests {
     use super::*;
-    use crate::events::{to_batch, Message};
+    use crate::local::events::{to_batch, Message};
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int32Type;
     use datafusion::prelude::SessionContext;
@@ -140,7 +140,7 @@ mod datafusion_tests {
 
     #[tokio::test]
     async fn enrichment_on_datafusion() {
-        let mut e = crate::events::tests::sample("7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "Olena.S@Example.UA");
+        let mut e = crate::local::events::tests::sample("7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "Olena.S@Example.UA");
         let out = run(&[message(&e)]).await;
         assert_eq!(out.num_rows(), 1);
         assert_eq!(text(&out, "address", 0).as_deref(), Some("12 Khreshchatyk, Kyiv, Ukraine"));
@@ -163,8 +163,8 @@ mod datafusion_tests {
 
     #[tokio::test]
     async fn invalid_events_get_a_reason() {
-        let bad_email = crate::events::tests::sample("7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "not-an-address");
-        let mut blank = crate::events::tests::sample("7a0eed16-9430-4d68-901f-c0d4c1c3bf01", "a@b.c");
+        let bad_email = crate::local::events::tests::sample("7a0eed16-9430-4d68-901f-c0d4c1c3bf00", "not-an-address");
+        let mut blank = crate::local::events::tests::sample("7a0eed16-9430-4d68-901f-c0d4c1c3bf01", "a@b.c");
         blank.first_name = "  ".into();
         let undecodable =
             Message { key: None, value: vec![1, 2], partition: 1, offset: 9, event: Err("not registry-framed".into()) };

@@ -44,7 +44,7 @@ async fn cassandra_down_for_20_seconds_loses_nothing_and_memory_stays_bounded() 
     let cfg = isolated("it_outage");
     create_topic(&cfg, &cfg.kafka.topic, 3).await;
     create_topic(&cfg, &cfg.kafka.dead_letter_topic, 1).await;
-    pipeline_jobs::spark::ensure_table(&cfg).await.expect("table");
+    pipeline_jobs::tables::ensure_table(&cfg).await.expect("table");
 
     // A steady stream: 300 users/s for 40 s, produced in the background.
     let count = 12_000;

@@ -2,12 +2,13 @@
 //!
 //! One loop reads records and closes a micro-batch at `local.batch_size` records or after
 //! `local.batch_timeout_ms`, whichever comes first, while watching for shutdown. A batch is
-//! decoded into one Arrow record batch ([`crate::events`]), transformed by the SQL shared with
+//! decoded into one Arrow record batch ([`crate::local::events`]), transformed by the SQL shared with
 //! Spark ([`crate::transform`]), its valid rows written to Cassandra ([`sink`]) and its refused
 //! records sent to the dead-letter topic with a reason. Only then are its offsets committed:
 //! a crash re-reads at most the uncommitted batch, and the upserts make that harmless.
 
 pub mod decode;
+pub mod events;
 pub mod metrics;
 pub mod sink;
 
@@ -31,9 +32,9 @@ use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 
-use crate::events::{Event, InputBuilder};
 use crate::transform::{transform_sql, Engine, INPUT_VIEW};
 use decode::{undecodable, Decoder, Payload};
+use events::{Event, InputBuilder};
 use sink::{to_cql_rows, CassandraSink, SinkError};
 
 #[derive(Debug, thiserror::Error)]

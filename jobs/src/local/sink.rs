@@ -78,7 +78,7 @@ impl CassandraSink {
             .await
             .map_err(|e| SinkError::Connect { nodes: e.nodes, reason: e.reason })?;
         let table = format!("{}.{}", cassandra.keyspace, cassandra.table);
-        crate::spark::ensure_table_in(&session, cassandra)
+        crate::tables::ensure_table_in(&session, cassandra)
             .await
             .map_err(|e| SinkError::Prepare { table: table.clone(), reason: e.to_string() })?;
         let mut insert = session

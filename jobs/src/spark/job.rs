@@ -12,7 +12,8 @@ use spark_connect_rs::{DataFrame, SparkSession};
 use super::record::{DesiredState, JobRecord, RecordedQuery};
 use super::schemas::{known_schemas, KnownSchemas, SCHEMA_ID_SQL};
 use super::status::{query_status, QueryStatus};
-use super::{absolute, active_queries, connect, ensure_table, guarded, JobError};
+use super::{absolute, active_queries, connect, guarded, JobError};
+use crate::tables::ensure_table;
 use crate::transform::{row_columns, transform_columns, Engine};
 
 fn call(name: &str, arguments: Vec<Expression>) -> Expression {

@@ -31,7 +31,6 @@ pub use status::{
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use pipeline_core::model::{cql_create_keyspace, cql_create_table, CreatedUserRow};
 use pipeline_core::registry::RegistryError;
 use pipeline_core::Config;
 use spark_connect_rs::errors::SparkError;
@@ -52,8 +51,8 @@ pub enum JobError {
     ClientPanic { what: String, reason: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("cannot prepare Cassandra {keyspace}.{table}: {reason}")]
-    Cassandra { keyspace: String, table: String, reason: String },
+    #[error(transparent)]
+    Table(#[from] crate::tables::TableError),
     #[error("{0}")]
     Invalid(String),
     #[error("cannot {what} {path}: {reason}")]
@@ -151,31 +150,4 @@ pub async fn active_queries(spark: &SparkSession) -> Result<Vec<StreamingQuery>,
 
 pub(crate) fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// Creates the keyspace and table if absent (CQL derived from the record model).
-pub async fn ensure_table(config: &Config) -> Result<(), JobError> {
-    let c = &config.cassandra;
-    let session = pipeline_core::clients::cassandra::session(c).await.map_err(|e| JobError::Cassandra {
-        keyspace: c.keyspace.clone(),
-        table: c.table.clone(),
-        reason: e.to_string(),
-    })?;
-    ensure_table_in(&session, c).await
-}
-
-/// [`ensure_table`] on an open session (the local engine reuses its writer's).
-pub async fn ensure_table_in(
-    session: &scylla::client::session::Session,
-    c: &pipeline_core::config::CassandraConfig,
-) -> Result<(), JobError> {
-    let err = |reason: String| JobError::Cassandra { keyspace: c.keyspace.clone(), table: c.table.clone(), reason };
-    for cql in [
-        cql_create_keyspace(&c.keyspace, c.replication_factor),
-        cql_create_table(&c.keyspace, &c.table, CreatedUserRow::FIELDS),
-    ] {
-        session.query_unpaged(cql, &[]).await.map_err(|e| err(e.to_string()))?;
-    }
-    session.await_schema_agreement().await.map_err(|e| err(format!("schema agreement: {e}")))?;
-    Ok(())
 }

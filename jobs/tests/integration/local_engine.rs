@@ -130,7 +130,7 @@ async fn sigkill_mid_stream_then_restart_loses_nothing() {
     create_topics(&cfg).await;
     let count = 30_000;
     produce(&cfg, count, rand::random::<u64>() | 1).await;
-    spark::ensure_table(&cfg).await.expect("table");
+    pipeline_jobs::tables::ensure_table(&cfg).await.expect("table");
 
     let mut child = local_command(&cfg, false).spawn().expect("start the engine");
     let started = Instant::now();
