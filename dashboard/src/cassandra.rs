@@ -25,9 +25,10 @@ use uuid::Uuid;
 use crate::kafka::KeySeen;
 use crate::state::{self, CassandraView, ExactCount, LatencyView, Shared};
 
-/// Keys looked up per round, and how long a key is retried before it is given up.
+/// Keys looked up per round, and how long a key is retried before it is given up (long enough
+/// to measure a job that is minutes behind).
 const LOOKUPS_PER_ROUND: usize = 100;
-const KEY_PATIENCE: Duration = Duration::from_secs(60);
+const KEY_PATIENCE: Duration = Duration::from_secs(300);
 const MAX_PENDING: usize = 2000;
 const WINDOW_MS: i64 = 60_000;
 /// Exact counts scan the table: at most one per this period.
