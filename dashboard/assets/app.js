@@ -3,7 +3,7 @@
 "use strict";
 (function () {
   var charts = {};
-  var chartNames = ["messages", "lag", "spark_rows", "spark_duration", "latency"];
+  var chartNames = ["messages", "bytes", "lag", "spark_rows", "spark_duration", "latency", "cassandra_writes"];
   var restarts = {};
   var lastPid = {};
   window.dashboard = { charts: charts, restarts: restarts, snapshot: null };
@@ -22,6 +22,12 @@
   function fmt(n, digits) {
     if (n === null || n === undefined) return "–";
     return Number(n).toLocaleString("en-US", { maximumFractionDigits: digits === undefined ? 0 : digits });
+  }
+  function size(b) {
+    if (b === null || b === undefined) return "–";
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+    return fmt(b, i ? 1 : 0) + " " + units[i];
   }
   function table(headers, rows) {
     var head = el("tr", null, headers.map(function (h) { return el("th", { text: h.replace(/^#/, ""), class: h[0] === "#" ? "num" : null }); }));
@@ -66,16 +72,20 @@
       return el("span", { class: "big", "data-testid": "lag-" + engine }, [engine + " lag " + fmt(k.lag[engine])]);
     }));
     var rate = el("span", { class: "big", "data-testid": "messages-per-sec" }, [fmt(k.messages_per_sec, 1) + " msg/s"]);
+    var bytesRate = el("span", { class: "big", "data-testid": "bytes-per-sec" }, [k.bytes_per_sec === null ? "– B/s" : size(k.bytes_per_sec) + "/s"]);
+    var bytesNote = k.log_dir ? "bytes: segment files in " + k.log_dir : "bytes: the broker's log folder is not on this machine";
     var own = k.topics.filter(function (t) { return t.end_offset !== null; });
     var others = k.topics.filter(function (t) { return t.end_offset === null; });
     var rest = others.length ? el("details", null, [el("summary", { text: others.length + " other topic(s)" }),
-      el("div", { class: "muted", text: others.map(function (t) { return t.name + " (" + t.partitions + ")"; }).join(", ") })]) : null;
-    return [el("div", null, [rate, lag]), table(["topic", "#partitions", "#end offset", "#records", "per partition (low..high)"], own.map(function (t) {
+      el("div", { class: "muted", text: others.map(function (t) { return t.name + " (" + t.partitions + (t.bytes === null ? "" : ", " + size(t.bytes)) + ")"; }).join(", ") })]) : null;
+    return [el("div", null, [rate, bytesRate, lag]), table(["topic", "#partitions", "#end offset", "#records", "#bytes", "#size", "per partition (low..high)"], own.map(function (t) {
       return { cells: [t.name, t.partitions,
         el("span", { "data-testid": "topic-" + t.name + "-end-offset", text: t.end_offset === null ? "–" : String(t.end_offset) }),
         fmt(t.records),
+        el("span", { "data-testid": "topic-" + t.name + "-bytes", text: t.bytes === null ? "–" : fmt(t.bytes) }),
+        size(t.bytes),
         t.per_partition.map(function (p) { return p.partition + ": " + p.low + ".." + p.high; }).join("  ")] };
-    })), rest];
+    })), el("div", { class: "muted", text: bytesNote }), rest];
   }
   function spark(s) {
     var rows = s.queries.map(function (q) {
@@ -100,6 +110,11 @@
   function cassandra(c) {
     var parts = [el("div", null, [el("span", { class: "big", "data-testid": "cassandra-estimate" }, ["~" + fmt(c.estimated_rows) + " rows"]),
       el("span", { class: "muted", text: c.table + " (Cassandra's estimate, refreshed by Cassandra every few minutes)" })])];
+    var writes = Object.keys(c.writes_per_sec_by_engine).map(function (e) { return e + " ~" + fmt(c.writes_per_sec_by_engine[e], 1); }).join(", ");
+    parts.push(el("div", null, [el("span", { class: "big", "data-testid": "cassandra-writes-per-sec" }, [fmt(c.writes_per_sec, 1) + " rows/s"]),
+      el("span", { class: "muted" }, ["written (", el("span", { "data-testid": "cassandra-writes-total", text: fmt(c.writes_total) }),
+        " since Cassandra started" + (writes ? "; by engine " + writes : "") + ")"])]));
+    if (c.writes_error) parts.push(el("div", { class: "error", text: c.writes_error }));
     var est = Object.keys(c.estimated_by_engine);
     if (est.length) parts.push(table(["engine", "#estimated rows"], est.map(function (e) { return { cells: [e, fmt(c.estimated_by_engine[e])] }; })));
     if (c.exact) parts.push(el("div", null, [el("div", { class: "muted", text: "exact count at " + new Date(c.exact.at_ms).toLocaleTimeString() + " (" + fmt(c.exact.seconds, 1) + " s): " + fmt(c.exact.total) + " rows" }),
@@ -131,6 +146,22 @@
       { cells: ["rejected", el("span", { "data-testid": "audit-rejected", text: fmt(a.rejected) })] }])];
   }
 
+  function when(t) { return t ? new Date(t).toLocaleString() : "–"; }
+  function airflow(a) {
+    var rows = [];
+    a.dags.forEach(function (d) {
+      if (!d.runs.length) rows.push({ cells: [link(d.url, d.dag_id), d.paused ? "paused" : "active", "no run yet", "", "", "", ""] });
+      d.runs.forEach(function (r) {
+        rows.push({ attrs: { "data-testid": "airflow-run", "data-dag": d.dag_id, "data-run-id": r.run_id, "data-state": r.state },
+          cells: [link(d.url, d.dag_id), d.paused ? "paused" : "active", link(r.url, r.run_id), r.run_type,
+            el("span", { class: r.state === "success" ? "ok" : (r.state === "failed" ? "bad" : "muted"), text: r.state }),
+            when(r.start_date), when(r.end_date)] });
+      });
+    });
+    return [el("div", null, ["Airflow UI: ", link(a.ui)]),
+      table(["DAG", "DAG state", "run", "type", "state", "started", "ended"], rows)];
+  }
+
   var colors = ["#0969da", "#cf222e", "#1a7f37", "#8250df"];
   function drawChart(name, c) {
     var data = [c.x].concat(c.ys);
@@ -157,7 +188,10 @@
     setBody("dlq", snap.dlq, dlq);
     setBody("registry", snap.registry, registry);
     setBody("audit", snap.audit, audit);
-    chartNames.forEach(function (n) { try { drawChart(n, snap.charts[n]); } catch (e) { window.__errors.push("chart " + n + ": " + e); } });
+    var af = document.getElementById("airflow");
+    af.hidden = !snap.airflow_enabled;
+    if (snap.airflow_enabled) setBody("airflow", snap.airflow, airflow);
+    chartNames.forEach(function (n) { if (!document.getElementById("chart-" + n)) return; try { drawChart(n, snap.charts[n]); } catch (e) { window.__errors.push("chart " + n + ": " + e); } });
     var status = document.getElementById("status");
     status.textContent = "updated " + new Date(snap.now_ms).toLocaleTimeString();
     if (snap.ready && !document.querySelector("[data-testid=ready]")) {

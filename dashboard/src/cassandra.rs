@@ -3,6 +3,11 @@
 //! Latency is measured on the newest records of the topic (their keys come from the Kafka
 //! collector): `SELECT ... WHERE id IN (...)` is a primary-key lookup, so the probe costs a few
 //! point reads every 2 s however large the table. Latency = WRITETIME(engine) - produced_at.
+//!
+//! The write rate is the delta of the table's write counter in Cassandra's virtual table
+//! `system_views.local_write_latency` (Cassandra 4.1+, no JMX): one read of a node-local
+//! in-memory row per round. The counter does not know engines: the split by engine follows the
+//! engines of the rows the latency probe measured in the last minute.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::mpsc::Receiver;
@@ -20,9 +25,10 @@ use uuid::Uuid;
 use crate::kafka::KeySeen;
 use crate::state::{self, CassandraView, ExactCount, LatencyView, Shared};
 
-/// Keys looked up per round, and how long a key is retried before it is given up.
+/// Keys looked up per round, and how long a key is retried before it is given up (long enough
+/// to measure a job that is minutes behind).
 const LOOKUPS_PER_ROUND: usize = 100;
-const KEY_PATIENCE: Duration = Duration::from_secs(60);
+const KEY_PATIENCE: Duration = Duration::from_secs(300);
 const MAX_PENDING: usize = 2000;
 const WINDOW_MS: i64 = 60_000;
 /// Exact counts scan the table: at most one per this period.
@@ -53,6 +59,7 @@ struct Probe {
     samples: VecDeque<Sample>,
     estimate_at: Option<Instant>,
     estimate: Option<i64>,
+    previous_writes: Option<(Instant, i64)>,
 }
 
 /// Runs the Cassandra collector until `shutdown`. `count_requests` asks for an exact count.
@@ -72,6 +79,7 @@ pub async fn run(
         samples: VecDeque::new(),
         estimate_at: None,
         estimate: None,
+        previous_writes: None,
     };
     let mut last_exact: Option<Instant> = None;
     loop {
@@ -134,11 +142,34 @@ impl Probe {
             *engines.entry(s.engine.clone()).or_default() += 1;
         }
         let estimate = self.estimate;
+        let (writes_total, writes_error) = match self.write_count().await {
+            Ok(n) => (n, None),
+            Err(e) => (None, Some(e)),
+        };
+        let at = Instant::now();
+        let writes_per_sec = match (self.previous_writes, writes_total) {
+            // A restarted Cassandra starts counting from zero again.
+            (Some((then, prev)), Some(n)) if at > then && n >= prev => {
+                Some((n - prev) as f64 / (at - then).as_secs_f64())
+            }
+            _ => None,
+        };
+        self.previous_writes = writes_total.map(|n| (at, n));
+        let by_engine = split(writes_per_sec, &engines);
         state::update(shared, |s| {
             s.charts.latency.push(now, &[view.p50_ms, view.p99_ms]);
+            if let Some(rate) = writes_per_sec {
+                // No split without measured rows (a gap, not a zero).
+                let engine = |e: &str| (!by_engine.is_empty()).then(|| by_engine.get(e).copied().unwrap_or(0.0));
+                s.charts.cassandra_writes.push(now, &[Some(rate), engine("spark"), engine("datafusion")]);
+            }
             s.latency.set(view);
             let mut c = s.cassandra.data.clone().unwrap_or_default();
             c.estimated_rows = estimate;
+            c.writes_total = writes_total;
+            c.writes_per_sec = writes_per_sec;
+            c.writes_per_sec_by_engine = by_engine;
+            c.writes_error = writes_error;
             if let (Some(total), false) = (estimate, engines.is_empty()) {
                 let seen: usize = engines.values().sum();
                 c.estimated_by_engine = engines
@@ -196,6 +227,23 @@ impl Probe {
             }
         }
         Ok(())
+    }
+
+    /// The table's write counter on this node (`None`: no write since Cassandra started).
+    async fn write_count(&mut self) -> Result<Option<i64>, String> {
+        let (ks, table) = (self.config.cassandra.keyspace.clone(), self.config.cassandra.table.clone());
+        let session = self.session().await?;
+        let rows = session
+            .query_unpaged(
+                "SELECT count FROM system_views.local_write_latency WHERE keyspace_name = ? AND table_name = ?",
+                (ks, table),
+            )
+            .await
+            .map_err(|e| format!("write counter (system_views.local_write_latency): {e}"))?
+            .into_rows_result()
+            .map_err(|e| e.to_string())?;
+        let first = rows.maybe_first_row::<(Option<i64>,)>().map_err(|e| e.to_string())?;
+        Ok(first.and_then(|(n,)| n))
     }
 
     async fn estimate_rows(&mut self) -> Result<Option<i64>, String> {
@@ -272,9 +320,28 @@ impl Probe {
     }
 }
 
+/// `rate` split in proportion to `engines` (rows measured per engine); empty when either is unknown.
+pub fn split(rate: Option<f64>, engines: &BTreeMap<String, usize>) -> BTreeMap<String, f64> {
+    let seen: usize = engines.values().sum();
+    match rate {
+        Some(rate) if seen > 0 => engines.iter().map(|(e, n)| (e.clone(), rate * *n as f64 / seen as f64)).collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_write_rate_splits_by_the_engines_measured() {
+        let engines = BTreeMap::from([("spark".to_string(), 3), ("datafusion".to_string(), 1)]);
+        let by = split(Some(100.0), &engines);
+        assert_eq!(by.get("spark"), Some(&75.0));
+        assert_eq!(by.get("datafusion"), Some(&25.0));
+        assert!(split(None, &engines).is_empty());
+        assert!(split(Some(5.0), &BTreeMap::new()).is_empty());
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

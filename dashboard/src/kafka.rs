@@ -5,6 +5,8 @@
 //! group, which is only used to read that group's committed offsets. Each round it reads
 //! - the dead-letter topic from where it stopped (headers and key only are kept),
 //! - the tail of the pipeline's topic (the newest keys, for the latency probe).
+//!
+//! Bytes per topic come from the broker's log folder when it is local ([`crate::disk`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::SyncSender;
@@ -43,7 +45,16 @@ struct Reader {
     dlq_latest: std::collections::VecDeque<DeadLetter>,
     other_topics: Vec<(String, usize)>,
     metadata_at: Option<Instant>,
+    /// The broker's log folder, when on this machine, and the sizes read from it.
+    log_dir: Option<std::path::PathBuf>,
+    bytes: BTreeMap<String, u64>,
+    bytes_at: Option<Instant>,
+    previous_bytes: Option<(Instant, u64)>,
+    bytes_per_sec: Option<f64>,
 }
+
+/// How often the log folder's sizes are read.
+const BYTES_PERIOD: Duration = Duration::from_secs(2);
 
 /// Runs the Kafka collector until `shutdown`; keys of new records go to `keys`.
 pub fn run(config: Config, shared: Shared, keys: SyncSender<KeySeen>, shutdown: CancellationToken) {
@@ -92,6 +103,11 @@ impl Reader {
             dlq_latest: Default::default(),
             other_topics: Vec::new(),
             metadata_at: None,
+            log_dir: crate::disk::kafka_log_dir(config),
+            bytes: BTreeMap::new(),
+            bytes_at: None,
+            previous_bytes: None,
+            bytes_per_sec: None,
         })
     }
 
@@ -133,6 +149,31 @@ impl Reader {
         Ok(())
     }
 
+    /// Topic sizes from the log folder (every [`BYTES_PERIOD`]) and the pipeline topic's bytes/s.
+    fn refresh_bytes(&mut self) {
+        let Some(dir) = &self.log_dir else { return };
+        if self.bytes_at.is_some_and(|t| t.elapsed() < BYTES_PERIOD) {
+            return;
+        }
+        let now = Instant::now();
+        self.bytes_at = Some(now);
+        match crate::disk::topic_bytes(dir) {
+            Ok(bytes) => self.bytes = bytes,
+            Err(e) => {
+                tracing::debug!("Kafka log folder {}: {e}", dir.display());
+                self.bytes.clear();
+                return;
+            }
+        }
+        let Some(&total) = self.bytes.get(&self.topic) else { return };
+        // Retention deletes whole segments: a shrinking size is not a negative rate.
+        self.bytes_per_sec = match self.previous_bytes {
+            Some((at, prev)) if now > at => Some(total.saturating_sub(prev) as f64 / (now - at).as_secs_f64()),
+            _ => None,
+        };
+        self.previous_bytes = Some((now, total));
+    }
+
     /// The local engine's lag: end offsets minus its group's committed offsets.
     fn local_lag(&self, ends: &[PartitionView]) -> Result<Option<i64>, String> {
         let mut tpl = TopicPartitionList::new();
@@ -158,6 +199,7 @@ impl Reader {
         self.refresh_other_topics()?;
         let local_lag = self.local_lag(&main)?;
         self.read(&main, &dlq, keys)?;
+        self.refresh_bytes();
         tracing::debug!(took = ?t0.elapsed(), "kafka round");
 
         let end: i64 = main.iter().map(|p| p.high).sum();
@@ -168,11 +210,13 @@ impl Reader {
         };
         self.previous_end = Some((now, end));
         let spark_lag = state::read(shared, |s| spark_lag(s, &main));
+        let bytes = &self.bytes;
         let topic_view = |name: &str, parts: Vec<PartitionView>| TopicView {
             name: name.to_string(),
             partitions: parts.len(),
             end_offset: Some(parts.iter().map(|p| p.high).sum()),
             records: Some(parts.iter().map(|p| p.high - p.low).sum()),
+            bytes: bytes.get(name).copied(),
             per_partition: parts,
         };
         let dlq_count: i64 = dlq.iter().map(|p| p.high - p.low).sum();
@@ -182,6 +226,7 @@ impl Reader {
             partitions: *partitions,
             end_offset: None,
             records: None,
+            bytes: self.bytes.get(name).copied(),
             per_partition: Vec::new(),
         }));
         let mut lag = BTreeMap::new();
@@ -195,8 +240,15 @@ impl Reader {
             read: self.dlq_read,
             latest: self.dlq_latest.clone(),
         };
+        let (bytes_per_sec, log_dir) = (self.bytes_per_sec, self.log_dir.as_ref().map(|d| d.display().to_string()));
+        let bytes_fresh = self.bytes_at.is_some_and(|t| t.elapsed() < Duration::from_millis(500));
         state::update(shared, |s| {
-            s.kafka.set(KafkaView { topics, messages_per_sec: rate, lag });
+            s.kafka.set(KafkaView { topics, messages_per_sec: rate, lag, bytes_per_sec, log_dir });
+            if bytes_fresh {
+                if let Some(b) = bytes_per_sec {
+                    s.charts.bytes.push(at, &[Some(b)]);
+                }
+            }
             s.dlq.set(dlq_view);
             s.charts.messages.push(at, &[Some(rate)]);
             s.charts.lag.push(at, &[spark_lag.map(|v| v as f64), local_lag.map(|v| v as f64)]);

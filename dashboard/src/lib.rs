@@ -4,14 +4,20 @@
 //! - services: the launcher's own status (`Cluster::status`) every 10 s (2 s while one is
 //!   down), and every second whether each recorded process is alive;
 //! - [`kafka`]: one consumer (no group membership) for offsets, lag and dead letters, every 1 s;
-//! - [`spark`]: the job's queries and their progress, every 2 s;
-//! - [`cassandra`]: one session for the latency probe and row estimates, every 2 s;
-//! - [`registry`] and [`audit`] (one PostgreSQL connection), every 10 s.
+//! - [`spark`]: the job's queries and their progress through one kept Spark Connect session,
+//!   every 2 s while the page or the API is read, every 15 s otherwise;
+//! - [`cassandra`]: one session for the latency probe, row estimates and the write rate, every 2 s;
+//! - [`registry`] and [`audit`] (one PostgreSQL connection), every 10 s;
+//! - [`airflow`] (when enabled): the latest DAG runs, every 5 s while watched, 30 s otherwise.
+//!
+//! Kafka bytes per topic come from the broker's log folder when it is local ([`disk`]).
 //!
 //! They write one [`state::Snapshot`]; [`web`] serves it as a page, JSON and Prometheus gauges.
 
+pub mod airflow;
 pub mod audit;
 pub mod cassandra;
+pub mod disk;
 pub mod kafka;
 pub mod metrics;
 pub mod registry;
@@ -62,7 +68,9 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     state::update(&shared, |s| {
         s.topic = config.kafka.topic.clone();
         s.query_name = config.job.query_name.clone();
+        s.airflow_enabled = config.airflow.enabled;
     });
+    let viewed = spark::Viewed::default();
     let count_requests = Arc::new(tokio::sync::Notify::new());
     let (keys_tx, keys_rx) = std::sync::mpsc::sync_channel(4096);
 
@@ -76,7 +84,8 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     };
     let tasks = vec![
         tokio::spawn(run_services(config.clone(), shared.clone(), collectors.clone())),
-        tokio::spawn(spark::run(config.clone(), shared.clone(), collectors.clone())),
+        tokio::spawn(spark::run(config.clone(), shared.clone(), viewed.clone(), collectors.clone())),
+        tokio::spawn(airflow::run(config.clone(), shared.clone(), viewed.clone(), collectors.clone())),
         tokio::spawn(cassandra::run(
             config.clone(),
             shared.clone(),
@@ -90,7 +99,7 @@ pub async fn serve(config: Config, listener: TcpListener, shutdown: Cancellation
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("dashboard on http://{addr}");
     }
-    let app = web::router(web::AppState { shared, count_requests });
+    let app = web::router(web::AppState { shared, count_requests, viewed });
     let token = shutdown.clone();
     let served = axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await;
     collectors.cancel();

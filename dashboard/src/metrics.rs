@@ -47,6 +47,19 @@ pub fn render(s: &Snapshot) -> String {
         }
         o.help("pipeline_kafka_messages_per_second", "Messages per second into the pipeline's topic");
         o.gauge("pipeline_kafka_messages_per_second", &[("topic", &s.topic)], k.messages_per_sec);
+        o.help(
+            "pipeline_kafka_topic_bytes",
+            "Bytes of the topic's log segments (when the broker's log folder is local)",
+        );
+        for t in &k.topics {
+            if let Some(b) = t.bytes {
+                o.gauge("pipeline_kafka_topic_bytes", &[("topic", &t.name)], b as f64);
+            }
+        }
+        if let Some(b) = k.bytes_per_sec {
+            o.help("pipeline_kafka_bytes_per_second", "Bytes per second into the pipeline's topic");
+            o.gauge("pipeline_kafka_bytes_per_second", &[("topic", &s.topic)], b);
+        }
         o.help("pipeline_consumer_lag", "End offsets minus what the engine consumed");
         for (engine, lag) in &k.lag {
             if let Some(lag) = lag {
@@ -91,6 +104,17 @@ pub fn render(s: &Snapshot) -> String {
             o.help("pipeline_cassandra_rows_estimate", "Cassandra's partition estimate of the table");
             o.gauge("pipeline_cassandra_rows_estimate", &[("table", &c.table)], n as f64);
         }
+        if let Some(n) = c.writes_total {
+            o.help("pipeline_cassandra_writes", "Writes to the table on this node since Cassandra started");
+            o.gauge("pipeline_cassandra_writes", &[("table", &c.table)], n as f64);
+        }
+        if let Some(rate) = c.writes_per_sec {
+            o.help("pipeline_cassandra_writes_per_second", "Rows written per second (engine split: estimated)");
+            o.gauge("pipeline_cassandra_writes_per_second", &[("engine", "all")], rate);
+            for (engine, r) in &c.writes_per_sec_by_engine {
+                o.gauge("pipeline_cassandra_writes_per_second", &[("engine", engine)], *r);
+            }
+        }
         if let Some(exact) = &c.exact {
             o.help("pipeline_cassandra_rows", "Rows by engine at the last exact count");
             for (engine, n) in &exact.by_engine {
@@ -119,6 +143,28 @@ pub fn render(s: &Snapshot) -> String {
         o.gauge("pipeline_audit_rows", &[("table", "audited")], a.audited as f64);
         o.gauge("pipeline_audit_rows", &[("table", "outbox_pending")], a.outbox_pending as f64);
         o.gauge("pipeline_audit_rows", &[("table", "rejected")], a.rejected as f64);
+    }
+    if let Some(a) = s.airflow.data.as_ref().filter(|_| s.airflow_enabled) {
+        o.help("pipeline_airflow_dag_paused", "1 when the DAG is paused");
+        for d in &a.dags {
+            o.gauge("pipeline_airflow_dag_paused", &[("dag", &d.dag_id)], if d.paused { 1.0 } else { 0.0 });
+        }
+        o.help("pipeline_airflow_dag_runs", "Of the DAG's latest runs shown, how many are in each state");
+        for d in &a.dags {
+            let mut states: std::collections::BTreeMap<&str, u32> = Default::default();
+            for r in &d.runs {
+                *states.entry(r.state.as_str()).or_default() += 1;
+            }
+            for (state, n) in states {
+                o.gauge("pipeline_airflow_dag_runs", &[("dag", &d.dag_id), ("state", state)], n as f64);
+            }
+        }
+        o.help("pipeline_airflow_dag_last_run", "1 for the state of the DAG's newest run");
+        for d in &a.dags {
+            if let Some(r) = d.runs.first() {
+                o.gauge("pipeline_airflow_dag_last_run", &[("dag", &d.dag_id), ("state", &r.state)], 1.0);
+            }
+        }
     }
     o.0
 }

@@ -1,24 +1,55 @@
 //! The Spark job's queries as the page shows them.
 //!
 //! [`queries`] is the single place that asks Spark: it goes through
-//! `pipeline_jobs::spark::status` (what `pipeline jobs status` prints) and maps each query's
-//! latest progress. Rewire it here when that library function changes.
+//! `pipeline_jobs::spark::StatusClient` (what `pipeline jobs status` prints, with one Spark
+//! Connect session and one Kafka client kept for the dashboard's lifetime) and maps each
+//! query's latest progress. Rewire it here when that library function changes.
+//!
+//! Throttled: every 2 s while someone looked at the page or the API in the last minute
+//! ([`Viewed`]), every 15 s otherwise.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pipeline_core::Config;
+use pipeline_jobs::spark::StatusClient;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{self, Shared, SparkQueryView, SparkView};
 
+/// When the page or the API was last read (ms since the epoch), for the throttles.
+#[derive(Debug, Clone, Default)]
+pub struct Viewed(Arc<AtomicI64>);
+
+impl Viewed {
+    pub fn touch(&self) {
+        self.0.store(state::now_ms(), Ordering::Relaxed);
+    }
+
+    /// True when someone read the page or the API within `within`.
+    pub fn recently(&self, within: Duration) -> bool {
+        state::now_ms() - self.0.load(Ordering::Relaxed) < within.as_millis() as i64
+    }
+}
+
+/// Poll period while watched, and while nobody looks.
+const WATCHED_PERIOD: Duration = Duration::from_secs(2);
+const IDLE_PERIOD: Duration = Duration::from_secs(15);
+
 /// The job's queries now, from the same status `pipeline jobs status --json` prints.
-pub async fn queries(config: &Config) -> Result<Vec<SparkQueryView>, String> {
-    let status = tokio::time::timeout(Duration::from_secs(10), pipeline_jobs::spark::status(config))
-        .await
-        .map_err(|_| "Spark Connect did not answer within 10 s".to_string())?;
+pub async fn queries(config: &Config, client: &mut StatusClient) -> Result<Vec<SparkQueryView>, String> {
+    let status = match tokio::time::timeout(Duration::from_secs(10), client.status(config)).await {
+        Ok(s) => s,
+        Err(_) => {
+            // Half-way through a call: start over with new clients.
+            *client = StatusClient::new();
+            return Err("Spark Connect did not answer within 10 s".to_string());
+        }
+    };
     if status.queries.is_empty() {
         if let Some(e) = &status.error {
             return Err(e.clone());
@@ -126,8 +157,10 @@ pub fn from_progress(name: &str, progress: Option<&Value>) -> SparkQueryView {
     }
 }
 
-/// Polls the job every 2 s; a new batch of the main or dead-letter query adds chart points.
-pub async fn run(config: Config, shared: Shared, shutdown: CancellationToken) {
+/// Polls the job (every 2 s while watched, see [`Viewed`]); a new batch of the main or
+/// dead-letter query adds chart points.
+pub async fn run(config: Config, shared: Shared, viewed: Viewed, shutdown: CancellationToken) {
+    let mut client = StatusClient::new();
     let links = vec![
         ("Spark master".to_string(), format!("http://127.0.0.1:{}", config.spark.master_ui_port)),
         ("Spark worker".to_string(), format!("http://127.0.0.1:{}", config.spark.worker_ui_port)),
@@ -137,7 +170,8 @@ pub async fn run(config: Config, shared: Shared, shutdown: CancellationToken) {
     let mut last_batch: BTreeMap<String, i64> = BTreeMap::new();
     let mut last_error: BTreeMap<String, String> = BTreeMap::new();
     while !shutdown.is_cancelled() {
-        match queries(&config).await {
+        let started = std::time::Instant::now();
+        match queries(&config, &mut client).await {
             Ok(mut qs) => {
                 let at = state::now_ms();
                 // One point per round and chart (both queries' new batches on one x).
@@ -179,9 +213,15 @@ pub async fn run(config: Config, shared: Shared, shutdown: CancellationToken) {
                 }
             }),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = shutdown.cancelled() => {}
+        // Idle: wake every 2 s to notice a viewer, ask Spark only once the idle period passed.
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(WATCHED_PERIOD) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if viewed.recently(Duration::from_secs(60)) || started.elapsed() >= IDLE_PERIOD {
+                break;
+            }
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct TopicView {
     pub end_offset: Option<i64>,
     /// Records currently in the topic: sum of (high - low).
     pub records: Option<i64>,
+    /// Bytes of the topic's segment files, when the broker's log folder is local.
+    pub bytes: Option<u64>,
     pub per_partition: Vec<PartitionView>,
 }
 
@@ -84,6 +86,10 @@ pub struct KafkaView {
     pub messages_per_sec: f64,
     /// Consumer lag per engine: sum over partitions of end offset - consumed offset.
     pub lag: BTreeMap<String, Option<i64>>,
+    /// Bytes per second into the pipeline's topic (from its log size), when known.
+    pub bytes_per_sec: Option<f64>,
+    /// The broker's log folder the sizes are read from; `None` when it is not on this machine.
+    pub log_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +141,15 @@ pub struct CassandraView {
     /// The last exact count, by engine, when one was asked for.
     pub exact: Option<ExactCount>,
     pub exact_running: bool,
+    /// Writes to the table on this node since Cassandra started
+    /// (`system_views.local_write_latency`, one per row written).
+    pub writes_total: Option<i64>,
+    /// Writes per second over the last round, and split by engine in proportion to the
+    /// engines of the rows the latency probe measured in the last minute.
+    pub writes_per_sec: Option<f64>,
+    pub writes_per_sec_by_engine: BTreeMap<String, f64>,
+    /// Why the write counter could not be read, if it could not.
+    pub writes_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +206,35 @@ pub struct AuditView {
     pub rejected: i64,
 }
 
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AirflowView {
+    /// Airflow's UI.
+    pub ui: String,
+    pub dags: Vec<DagView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DagView {
+    pub dag_id: String,
+    pub paused: bool,
+    pub url: String,
+    /// The latest runs, newest first.
+    pub runs: Vec<DagRunView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DagRunView {
+    pub run_id: String,
+    /// queued, running, success, failed (Airflow's words).
+    pub state: String,
+    pub run_type: String,
+    pub queued_at: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    /// The run in Airflow's UI.
+    pub url: String,
+}
+
 /// One chart: an x axis (seconds since the epoch) and one or more series aligned on it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Chart {
@@ -238,6 +282,8 @@ pub struct Charts {
     pub spark_rows: Chart,
     pub spark_duration: Chart,
     pub latency: Chart,
+    pub bytes: Chart,
+    pub cassandra_writes: Chart,
 }
 
 impl Default for Charts {
@@ -248,6 +294,8 @@ impl Default for Charts {
             spark_rows: Chart::new(&["input rows/s", "processed rows/s"]),
             spark_duration: Chart::new(&["batch ms", "dead-letter batch ms"]),
             latency: Chart::new(&["p50 ms", "p99 ms"]),
+            bytes: Chart::new(&["bytes/s"]),
+            cassandra_writes: Chart::new(&["writes/s", "spark", "datafusion"]),
         }
     }
 }
@@ -265,6 +313,9 @@ pub struct Snapshot {
     pub dlq: Section<DlqView>,
     pub registry: Section<RegistryView>,
     pub audit: Section<AuditView>,
+    /// Whether Airflow is part of this cluster (`airflow.enabled`); its section is empty if not.
+    pub airflow_enabled: bool,
+    pub airflow: Section<AirflowView>,
     pub charts: Charts,
 }
 

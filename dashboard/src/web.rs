@@ -23,6 +23,8 @@ const UPLOT_LICENSE: &str = include_str!("../assets/uPlot.LICENSE");
 pub struct AppState {
     pub shared: Shared,
     pub count_requests: Arc<Notify>,
+    /// Reading the snapshot or a section marks the dashboard as watched (faster polling).
+    pub viewed: crate::spark::Viewed,
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -47,6 +49,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn snapshot(State(app): State<AppState>) -> Response {
+    app.viewed.touch();
     let body = state::read(&app.shared, |s| {
         let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
         v["ready"] = Value::Bool(s.ready());
@@ -57,6 +60,7 @@ async fn snapshot(State(app): State<AppState>) -> Response {
 }
 
 async fn section(State(app): State<AppState>, axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    app.viewed.touch();
     let value = state::read(&app.shared, |s| {
         let to = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
         match name.as_str() {
@@ -68,6 +72,7 @@ async fn section(State(app): State<AppState>, axum::extract::Path(name): axum::e
             "dlq" => Some(to(serde_json::to_value(&s.dlq))),
             "registry" => Some(to(serde_json::to_value(&s.registry))),
             "audit" => Some(to(serde_json::to_value(&s.audit))),
+            "airflow" => Some(to(serde_json::to_value(&s.airflow))),
             "charts" => Some(to(serde_json::to_value(&s.charts))),
             _ => None,
         }
@@ -76,7 +81,7 @@ async fn section(State(app): State<AppState>, axum::extract::Path(name): axum::e
         Some(v) => Json(v).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            "no such section: services, kafka, spark, latency, cassandra, dlq, registry, audit, charts, snapshot, health",
+            "no such section: services, kafka, spark, latency, cassandra, dlq, registry, audit, airflow, charts, snapshot, health",
         )
             .into_response(),
     }

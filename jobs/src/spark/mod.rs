@@ -18,6 +18,7 @@ mod job;
 mod record;
 pub mod schemas;
 mod status;
+mod status_client;
 pub mod supervisor;
 
 pub use job::{process_all_available, stop, submit, Submitted};
@@ -26,6 +27,7 @@ pub use schemas::{known_schemas, KnownSchemas};
 pub use status::{
     progress_line, progress_of, status, BatchProgress, JobState, JobStatus, PartitionOffset, QueryState, QueryStatus,
 };
+pub use status_client::StatusClient;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

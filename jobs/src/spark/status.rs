@@ -8,7 +8,6 @@
 //! the *first* element of the list, the oldest progress: the cause of "batch 0 forever").
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pipeline_core::Config;
@@ -18,8 +17,9 @@ use spark_connect_rs::spark::{StreamingQueryInstanceId, WriteStreamOperationStar
 use spark_connect_rs::streaming::StreamingQuery;
 use spark_connect_rs::SparkSession;
 
+use super::guarded;
 use super::record::{DesiredState, JobRecord};
-use super::{active_queries, connect, guarded};
+use super::status_client::{end_offsets, StatusClient};
 
 /// The job as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,35 +244,20 @@ fn handle(spark: &SparkSession, name: &str, id: &str, run_id: &str) -> Streaming
     )
 }
 
-/// The topic's end offsets (high watermarks), from Kafka.
-async fn end_offsets(config: &Config) -> Result<BTreeMap<i32, i64>, String> {
-    let kafka = config.kafka.clone();
-    let topic = config.kafka.topic.clone();
-    let read = move || -> Result<BTreeMap<i32, i64>, String> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let consumer: BaseConsumer =
-            pipeline_core::clients::kafka::client_config(&kafka, "job-status").create().map_err(|e| e.to_string())?;
-        let timeout = Duration::from_secs(5);
-        let md = consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| e.to_string())?;
-        let mut out = BTreeMap::new();
-        for p in md.topics().iter().flat_map(|t| t.partitions()) {
-            let (_, high) = consumer.fetch_watermarks(&topic, p.id(), timeout).map_err(|e| e.to_string())?;
-            out.insert(p.id(), high);
-        }
-        Ok(out)
-    };
-    tokio::task::spawn_blocking(read).await.map_err(|e| e.to_string())?
+/// The job's status, from any process (a new session and Kafka client each call: see
+/// [`StatusClient`] to poll).
+pub async fn status(config: &Config) -> JobStatus {
+    StatusClient::new().status(config).await
 }
 
-/// The job's status, from any process.
-pub async fn status(config: &Config) -> JobStatus {
+pub(super) async fn status_with(client: &mut StatusClient, config: &Config) -> JobStatus {
     let job = &config.job;
     let record = JobRecord::load(config);
     let (record, mut error) = match record {
         Ok(r) => (r, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let (ends, kafka_error) = match end_offsets(config).await {
+    let (ends, kafka_error) = match end_offsets(config, &mut client.kafka).await {
         Ok(e) => (e, None),
         Err(e) => (BTreeMap::new(), Some(format!("cannot read the end offsets of {}: {e}", config.kafka.topic))),
     };
@@ -288,11 +273,7 @@ pub async fn status(config: &Config) -> JobStatus {
         queries: Vec::new(),
     };
     let names = [job.query_name.as_str(), job.dead_letter_query_name.as_str()];
-    let active = match connect(config).await {
-        Ok(spark) => active_queries(&spark).await.map(|a| (spark, a)),
-        Err(e) => Err(e),
-    };
-    let (spark, active) = match active {
+    let (spark, active) = match client.active(config).await {
         Ok(v) => v,
         Err(e) => {
             error = Some(e.to_string());

@@ -7,14 +7,15 @@
 //! backoff. `submit` itself starts only the queries that are not active, and one supervisor
 //! runs per state folder, so two copies are never started. A stopped or never-submitted job is
 //! left alone. Each action is logged with its reason and counted in
-//! `pipeline_job_resubmits_total{outcome}`.
+//! `pipeline_job_resubmits_total{outcome}`. It keeps one Spark Connect session and one Kafka
+//! client between looks ([`StatusClient`]), re-created after an error.
 
 use std::time::{Duration, Instant};
 
 use pipeline_core::shutdown::CancellationToken;
 use pipeline_core::Config;
 
-use super::{status, submit, DesiredState, JobRecord, JobState};
+use super::{submit, DesiredState, JobRecord, JobState, StatusClient};
 
 /// First and largest wait between two resubmits of a job that keeps failing.
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
@@ -50,6 +51,8 @@ pub fn decide(desired: Option<DesiredState>, state: JobState, reason: Option<Str
 pub async fn run(config: &Config, check: Duration, shutdown: CancellationToken) {
     let mut backoff = BACKOFF_BASE;
     let mut next_try = Instant::now();
+    // One Spark Connect session and Kafka client for the supervisor's lifetime.
+    let mut reader = StatusClient::new();
     tracing::info!(record = %JobRecord::path(config).display(), "job supervisor running");
     loop {
         tokio::select! {
@@ -67,7 +70,7 @@ pub async fn run(config: &Config, check: Duration, shutdown: CancellationToken) 
             backoff = BACKOFF_BASE;
             continue;
         }
-        let st = status(config).await;
+        let st = reader.status(config).await;
         let reason = st
             .queries
             .iter()

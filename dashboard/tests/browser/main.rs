@@ -21,6 +21,8 @@ use rdkafka::ClientConfig;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+mod airflow;
+
 /// The tests share the cluster and one of them stops a service: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -96,6 +98,20 @@ impl Fixture {
             .as_f64()
             .expect("the page reports its first contentful paint");
         tab.wait_for_element("[data-testid=ready]").expect("the page shows data (data-testid=ready)");
+        let nav = eval_json(
+            &tab,
+            "(function(){var n=performance.getEntriesByType('navigation')[0]||{};\
+             return {response_end:n.responseEnd,dom_content_loaded:n.domContentLoadedEventEnd,load:n.loadEventEnd,\
+             ready:performance.now()}})()",
+        );
+        println!(
+            "performance timing (ms since navigation start): first contentful paint {first_paint_ms:.0}, \
+             response end {:.0}, DOMContentLoaded {:.0}, load {:.0}, data-testid=ready seen by {:.0}",
+            nav["response_end"].as_f64().unwrap_or(-1.0),
+            nav["dom_content_loaded"].as_f64().unwrap_or(-1.0),
+            nav["load"].as_f64().unwrap_or(-1.0),
+            nav["ready"].as_f64().unwrap_or(-1.0)
+        );
         Fixture { rt, config, addr, shutdown, _browser: browser, tab, errors, first_paint_ms }
     }
 
@@ -163,7 +179,13 @@ fn ensure_spark_job(f: &Fixture) {
         .iter()
         .any(|q| q.name == f.config.job.query_name && q.state == pipeline_jobs::spark::QueryState::Running);
     if !running {
-        f.rt.block_on(pipeline_jobs::spark::submit(&f.config)).expect("the Spark job starts");
+        if let Err(e) = f.rt.block_on(pipeline_jobs::spark::submit(&f.config)) {
+            // The shared supervisor (or another test) may have started it meanwhile.
+            wait_for(&format!("the Spark job running (submit said: {e})"), Duration::from_secs(60), || {
+                let status = f.rt.block_on(pipeline_jobs::spark::status(&f.config));
+                (status.state == pipeline_jobs::spark::JobState::Running).then_some(())
+            });
+        }
     }
 }
 
@@ -188,6 +210,15 @@ fn chart_points(f: &Fixture, name: &str) -> usize {
     eval(&f.tab, &js).as_i64().unwrap_or(-1).max(-1) as usize
 }
 
+/// The largest value of a chart's first series.
+fn chart_max(f: &Fixture, name: &str) -> f64 {
+    let js = format!(
+        "(function(){{var c=window.dashboard.charts['{name}'];if(!c)return -1;\
+         return c.data[1].reduce(function(m,v){{return v!==null&&v!==undefined&&v>m?v:m}},-1)}})()"
+    );
+    eval(&f.tab, &js).as_f64().unwrap_or(-1.0)
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -199,10 +230,14 @@ fn produced_users_flow_through_the_page_live() {
     let f = Fixture::start();
     println!("first contentful paint: {:.0} ms", f.first_paint_ms);
     assert!(f.first_paint_ms < 1000.0, "first paint took {} ms", f.first_paint_ms);
-    ensure_spark_job(&f);
 
     let topic_hook = format!("topic-{}-end-offset", f.config.kafka.topic);
     let before = wait_for("the topic's end offset on the page", Duration::from_secs(10), || f.number(&topic_hook));
+    let bytes_hook = format!("topic-{}-bytes", f.config.kafka.topic);
+    let bytes_before = wait_for("the topic's bytes on the page", Duration::from_secs(10), || f.number(&bytes_hook));
+    let writes_before = wait_for("Cassandra's write counter on the page", Duration::from_secs(10), || {
+        f.number("cassandra-writes-total")
+    });
     let opts = pipeline_producer::ProduceOptions {
         source: SourceKind::Synthetic,
         count: Some(500),
@@ -221,7 +256,19 @@ fn produced_users_flow_through_the_page_live() {
         f.number(&topic_hook).filter(|n| *n >= before + 500)
     });
     println!("end offset {before} -> {shown} shown {:.1} s after producing", produced_at.elapsed().as_secs_f64());
+    // 500 Avro users are well over 500 bytes on disk.
+    let bytes = wait_for("the topic's bytes to grow by 500 users", Duration::from_secs(10), || {
+        f.number(&bytes_hook).filter(|n| *n >= bytes_before + 500 * 100)
+    });
+    println!(
+        "topic bytes {bytes_before} -> {bytes} shown {:.1} s after producing",
+        produced_at.elapsed().as_secs_f64()
+    );
+    wait_for("a non-zero bytes/s point", Duration::from_secs(10), || (chart_max(&f, "bytes") > 0.0).then_some(()));
     assert!(shown <= end_offset(&f.config), "the page never shows more than Kafka has");
+    // After producing: the registry keeps schemas in memory, so a restarted one knows the
+    // subject only once the producer registered it again.
+    ensure_spark_job(&f);
 
     // The batch id shown is what `pipeline jobs status` reports (both move while data flows:
     // they must meet).
@@ -239,11 +286,24 @@ fn produced_users_flow_through_the_page_live() {
     });
     println!("Spark batch id {batch} on the page and in jobs status");
 
+    // Spark writes the 500 rows: Cassandra's write counter for the table grows by at least 500.
+    // (Generous: on a loaded machine a micro-batch of 500 rows has taken minutes.)
+    let writes = wait_for("Cassandra's write counter to grow by 500", Duration::from_secs(180), || {
+        f.number("cassandra-writes-total").filter(|n| *n >= writes_before + 500)
+    });
+    wait_for("a non-zero rows written/s point", Duration::from_secs(10), || {
+        (chart_max(&f, "cassandra_writes") > 0.0).then_some(())
+    });
+    println!(
+        "Cassandra writes {writes_before} -> {writes} shown {:.1} s after producing; peak {:.0} rows/s",
+        produced_at.elapsed().as_secs_f64(),
+        chart_max(&f, "cassandra_writes")
+    );
     wait_for("latency points", Duration::from_secs(60), || (chart_points(&f, "latency") > 0).then_some(()));
     let p99 = f.text("latency-p99").unwrap_or_default();
     assert!(p99.contains("ms") && !p99.contains('–'), "p99 shown: {p99}");
 
-    for chart in ["messages", "lag", "spark_rows", "spark_duration", "latency"] {
+    for chart in ["messages", "bytes", "lag", "spark_rows", "spark_duration", "latency", "cassandra_writes"] {
         let points = wait_for(&format!("data in the {chart} chart"), Duration::from_secs(30), || {
             Some(chart_points(&f, chart)).filter(|n| *n > 0)
         });
@@ -254,6 +314,11 @@ fn produced_users_flow_through_the_page_live() {
     // Every service of the launcher is listed with a health verdict.
     for s in Service::ALL {
         assert!(f.text(&format!("service-{}-health", s.name())).is_some(), "{} listed", s.name());
+    }
+    if f.config.airflow.enabled {
+        wait_for("Airflow's DAG runs for the screenshot", Duration::from_secs(20), || {
+            (eval(&f.tab, "document.querySelectorAll('[data-testid=airflow-run]').length").as_i64()? > 0).then_some(())
+        });
     }
     f.screenshot(&repo_root().join("docs/img/dashboard.png"));
     let errors = f.page_errors();
